@@ -1,0 +1,321 @@
+//! Events: everything the host does that an operator may want to see, on one broadcast
+//! bus. Subscribers are the SSE endpoint (`/v1/events`), metrics, and library users
+//! (`subscribe()`); every event is also written through `tracing` (the audit log).
+//!
+//! The bus never blocks a publisher: a slow subscriber lags and is told how many events it
+//! missed (tokio's broadcast semantics). A ring of recent events serves late joiners.
+
+use crate::policy::{PolicyKind, PressureLevel, ResourceKind};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::broadcast;
+
+/// Why an allocation was released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseReason {
+    /// Its holder released it.
+    Released,
+    /// A higher-priority request of the same tenant preempted it.
+    Preempted,
+    /// Its lease expired without renewal.
+    LeaseExpired,
+    /// Its owner process is gone.
+    OwnerGone,
+}
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// An allocation was granted.
+    ResourceAllocated {
+        /// Allocation id.
+        id: u64,
+        /// Tenant.
+        tenant: String,
+        /// Kind.
+        kind: ResourceKind,
+        /// Amount.
+        amount: u64,
+        /// Owner.
+        owner: String,
+        /// Priority.
+        priority: u8,
+    },
+    /// An allocation ended.
+    ResourceReleased {
+        /// Allocation id.
+        id: u64,
+        /// Tenant.
+        tenant: String,
+        /// Kind.
+        kind: ResourceKind,
+        /// Amount.
+        amount: u64,
+        /// Why.
+        reason: ReleaseReason,
+    },
+    /// A request was refused.
+    AllocationDenied {
+        /// Tenant.
+        tenant: String,
+        /// Kind.
+        kind: ResourceKind,
+        /// Amount asked.
+        amount: u64,
+        /// `quota_exceeded`, `limit_exceeded`, `policy` or `shed`.
+        code: String,
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// An orphaned allocation was reclaimed (lease expired or owner process gone).
+    OrphanReclaimed {
+        /// Allocation id.
+        id: u64,
+        /// Tenant.
+        tenant: String,
+        /// Kind.
+        kind: ResourceKind,
+        /// Amount.
+        amount: u64,
+        /// `lease_expired` or `owner_gone`.
+        reason: ReleaseReason,
+    },
+    /// Use of a kind crossed 80% or 100% of a limit (global when `tenant` is `None`).
+    ResourceAlerts {
+        /// Kind.
+        kind: ResourceKind,
+        /// Tenant, or `None` for the global limit.
+        tenant: Option<String>,
+        /// Threshold crossed, percent (80 or 100).
+        threshold_percent: u32,
+        /// In use.
+        used: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A tenant's quota changed.
+    QuotaChanged {
+        /// Tenant.
+        tenant: String,
+        /// Kind.
+        kind: ResourceKind,
+        /// New limit; `None` removes it.
+        limit: Option<u64>,
+    },
+    /// A tenant hit its rate limit.
+    RateLimited {
+        /// Tenant.
+        tenant: String,
+        /// Milliseconds until a request would be allowed.
+        retry_after_ms: u64,
+    },
+    /// A policy was loaded (or reloaded) and validated.
+    PolicyLoaded {
+        /// Policy name (file stem).
+        name: String,
+        /// Kinds it implements.
+        kinds: Vec<PolicyKind>,
+        /// SHA-256 of the component, hex.
+        hash: String,
+    },
+    /// A new version of a policy failed to load; the old one stays.
+    PolicyReloadFailed {
+        /// Policy name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A policy was unloaded (its file was deleted); its bindings fell back to the default.
+    PolicyUnloaded {
+        /// Policy name.
+        name: String,
+    },
+    /// A binding changed.
+    PolicyBound {
+        /// Tenant, or `None` for the default binding.
+        tenant: Option<String>,
+        /// Kind.
+        kind: PolicyKind,
+        /// Policy name, or `None` when unbound.
+        policy: Option<String>,
+    },
+    /// A policy call trapped, missed its deadline or answered malformed; the native
+    /// default decided instead.
+    PolicyFault {
+        /// Policy name.
+        policy: String,
+        /// Kind of the call.
+        kind: PolicyKind,
+        /// What went wrong.
+        reason: String,
+        /// Faults within the current window.
+        faults_in_window: u32,
+    },
+    /// A policy faulted too often and was quarantined: its bindings use the default.
+    PolicyQuarantined {
+        /// Policy name.
+        policy: String,
+        /// Why.
+        reason: String,
+    },
+    /// The memory-pressure level changed.
+    MemoryPressure {
+        /// New level.
+        level: PressureLevel,
+    },
+    /// A free-form alert (from a pressure policy or a health check).
+    Alert {
+        /// The alert's text.
+        message: String,
+    },
+    /// The daemon is shutting down.
+    Shutdown {
+        /// Why (`SIGTERM`, `SIGINT`).
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The event's type name, as in its JSON `type` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::ResourceAllocated { .. } => "ResourceAllocated",
+            Event::ResourceReleased { .. } => "ResourceReleased",
+            Event::AllocationDenied { .. } => "AllocationDenied",
+            Event::OrphanReclaimed { .. } => "OrphanReclaimed",
+            Event::ResourceAlerts { .. } => "ResourceAlerts",
+            Event::QuotaChanged { .. } => "QuotaChanged",
+            Event::RateLimited { .. } => "RateLimited",
+            Event::PolicyLoaded { .. } => "PolicyLoaded",
+            Event::PolicyReloadFailed { .. } => "PolicyReloadFailed",
+            Event::PolicyUnloaded { .. } => "PolicyUnloaded",
+            Event::PolicyBound { .. } => "PolicyBound",
+            Event::PolicyFault { .. } => "PolicyFault",
+            Event::PolicyQuarantined { .. } => "PolicyQuarantined",
+            Event::MemoryPressure { .. } => "MemoryPressure",
+            Event::Alert { .. } => "Alert",
+            Event::Shutdown { .. } => "Shutdown",
+        }
+    }
+}
+
+/// An event with its sequence number and wall-clock time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Sequence number, from 1, gap-free per bus.
+    pub seq: u64,
+    /// Unix time, milliseconds.
+    pub at_ms: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+const RECENT: usize = 1024;
+
+/// The broadcast bus. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    inner: Arc<BusInner>,
+}
+
+#[derive(Debug)]
+struct BusInner {
+    tx: broadcast::Sender<Arc<Envelope>>,
+    seq: AtomicU64,
+    recent: Mutex<VecDeque<Arc<Envelope>>>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    /// A bus whose subscribers may lag by up to 4096 events before they miss some.
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        EventBus {
+            inner: Arc::new(BusInner {
+                tx,
+                seq: AtomicU64::new(0),
+                recent: Mutex::new(VecDeque::with_capacity(RECENT)),
+            }),
+        }
+    }
+
+    /// Publishes `event` to every subscriber and to the audit log.
+    pub fn publish(&self, event: Event) {
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        // The sequence is taken under the ring's lock so the ring stays in order.
+        let mut recent = self.inner.recent.lock();
+        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let env = Arc::new(Envelope { seq, at_ms, event });
+        if let Ok(json) = serde_json::to_string(&*env) {
+            tracing::info!(target: "rmhost::audit", event = env.event.name(), seq, "{json}");
+        }
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(env.clone());
+        drop(recent);
+        // No subscribers is not an error: events are also kept in the ring.
+        let _ = self.inner.tx.send(env);
+    }
+
+    /// A receiver of every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
+        self.inner.tx.subscribe()
+    }
+
+    /// Up to the last 1024 events with a sequence number above `after`, oldest first.
+    pub fn recent(&self, after: u64) -> Vec<Arc<Envelope>> {
+        self.inner
+            .recent
+            .lock()
+            .iter()
+            .filter(|e| e.seq > after)
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_see_events_in_order_and_the_ring_keeps_them() {
+        let bus = EventBus::new();
+        let mut rx = bus.subscribe();
+        bus.publish(Event::Alert {
+            message: "a".into(),
+        });
+        bus.publish(Event::Alert {
+            message: "b".into(),
+        });
+        assert_eq!(rx.recv().await.unwrap().seq, 1);
+        let second = rx.recv().await.unwrap();
+        assert_eq!(second.seq, 2);
+        assert_eq!(
+            second.event,
+            Event::Alert {
+                message: "b".into()
+            }
+        );
+        assert_eq!(bus.recent(1).len(), 1);
+        let json = serde_json::to_value(&*second).unwrap();
+        assert_eq!(json["type"], "Alert");
+        assert_eq!(json["message"], "b");
+    }
+}

@@ -1,0 +1,3 @@
+//! rmhost: a resource-management host whose decisions are pluggable WebAssembly.
+pub mod events;
+pub mod policy;
