@@ -206,6 +206,13 @@ pub trait EvictionPolicy: Send {
     /// victim ids, best first. The caller validates the answer (unknown ids are ignored, a
     /// shortfall is filled by the native LRU).
     fn observe(&mut self, events: &[u64], bytes_to_free: u64, max_count: u32) -> Vec<u64>;
+    /// True when the policy lost its state (a Wasm instance rebuilt after a fault, or a new
+    /// version swapped in) and wants the cache's live entries replayed, oldest access
+    /// first, as insert events before its next answer counts. The cache checks this after
+    /// every `observe`.
+    fn needs_replay(&self) -> bool {
+        false
+    }
 }
 
 // ---- quota -------------------------------------------------------------------------------
