@@ -1,0 +1,395 @@
+//! Configuration: `rmhost.toml`, the seed's environment variables and CLI flags, layered
+//! into one typed [`Config`], with a record of where every value came from.
+//!
+//! Precedence, lowest first: defaults (the seed's `ResourceConfig`) < the file < the
+//! environment < CLI overrides. [`load`] applies the layers and validates the result;
+//! [`render`] prints it for `rmhost config print` with each key's source.
+//!
+//! This module owns parsing and validation only. It reads no process state by itself: the
+//! environment is passed in (see [`process_env`]) so tests never touch the real one.
+//!
+//! # File shape
+//! ```toml
+//! listen = "127.0.0.1:7070"
+//! shutdown_timeout_ms = 10000          # top level, next to `listen`
+//!
+//! [limits]
+//! max_memory_mb = 2048
+//!
+//! [connection_pools.database]
+//! max = 10
+//!
+//! [auth]
+//! admin_token_sha256 = "<64 hex chars>"        # see hash_token()
+//! [auth.tenants.acme]
+//! token_sha256 = "<64 hex chars>"
+//!
+//! [policies]
+//! dir = "policies"
+//! [policies.bindings]                  # default binding per kind: kind = policy name
+//! eviction = "lru"
+//! [policies.policy.lru]                # per-policy tables live under `policies.policy`,
+//! deadline_ms = 20                     # so a policy name never clashes with a fixed key
+//! [policies.policy.lru.settings]       # what the guest reads with `setting(key)`
+//! algorithm = "lru"
+//!
+//! [tenants.acme]                       # per-tenant quotas, all optional
+//! memory = 1073741824
+//! requests_per_minute = 600
+//! ```
+//! Unknown keys are rejected with their full dotted path.
+
+mod error;
+mod load;
+mod render;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_errors;
+
+pub use error::ConfigError;
+pub use load::{ENV_VARS, Loaded, Override, Source, load, load_str, process_env};
+pub use render::{Format, render};
+
+use crate::policy::PolicyKind;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+/// The file name looked for when none is given.
+pub const DEFAULT_FILE: &str = "rmhost.toml";
+
+/// The whole configuration. `Default` is the seed system's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the daemon's HTTP API listens.
+    pub listen: SocketAddr,
+    /// How long a graceful shutdown may take before in-flight work is dropped, ms.
+    pub shutdown_timeout_ms: u64,
+    /// Host-wide limits.
+    pub limits: Limits,
+    /// Postgres and Redis pools.
+    pub connection_pools: ConnectionPools,
+    /// Memory-pressure thresholds and diagnostics.
+    pub memory: MemoryConfig,
+    /// Sampling and health intervals.
+    pub monitoring: Monitoring,
+    /// API tokens.
+    pub auth: Auth,
+    /// The policy runtime.
+    pub policies: Policies,
+    /// Per-tenant quotas, by tenant name.
+    pub tenants: BTreeMap<String, TenantQuota>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7070)),
+            shutdown_timeout_ms: 10_000,
+            limits: Limits::default(),
+            connection_pools: ConnectionPools::default(),
+            memory: MemoryConfig::default(),
+            monitoring: Monitoring::default(),
+            auth: Auth::default(),
+            policies: Policies::default(),
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// `limits.max_memory_mb` in bytes.
+    pub fn memory_budget_bytes(&self) -> u64 {
+        self.limits.max_memory_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// Checks the cross-field and range rules that the types alone do not express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::validate(self, &|_| String::new())
+    }
+}
+
+/// Host-wide limits (the seed's `limits`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Memory budget for everything the host manages, MiB.
+    pub max_memory_mb: u64,
+    /// System CPU use above which the host is under CPU pressure, 1-100.
+    pub max_cpu_percentage: u32,
+    /// Open connections the host accepts.
+    pub max_connections: u32,
+    /// Requests per minute, host-wide (tenants may have their own).
+    pub max_requests_per_minute: u32,
+    /// Open file handles.
+    pub max_file_handles: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory_mb: 2048,
+            max_cpu_percentage: 80,
+            max_connections: 100,
+            max_requests_per_minute: 1000,
+            max_file_handles: 1024,
+        }
+    }
+}
+
+/// The seed's `connectionPools`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionPools {
+    /// The Postgres pool.
+    pub database: DatabasePool,
+    /// The Redis pool.
+    pub redis: RedisPool,
+}
+
+/// The Postgres pool. No `url` means no pool: the daemon runs without Postgres.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabasePool {
+    /// Connections kept open even when idle.
+    pub min: u32,
+    /// Connections at most.
+    pub max: u32,
+    /// How long a caller waits for a connection, ms.
+    pub acquire_timeout_ms: u64,
+    /// How long a connection above `min` may stay idle, ms.
+    pub idle_timeout_ms: u64,
+    /// `postgres://...` (`DATABASE_URL`).
+    pub url: Option<String>,
+}
+
+impl Default for DatabasePool {
+    fn default() -> Self {
+        DatabasePool {
+            min: 2,
+            max: 10,
+            acquire_timeout_ms: 30_000,
+            idle_timeout_ms: 10_000,
+            url: None,
+        }
+    }
+}
+
+/// The Redis pool. No `url` means no pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisPool {
+    /// Connections kept open even when idle.
+    pub min: u32,
+    /// Connections at most.
+    pub max: u32,
+    /// How long a caller waits for a connection, ms.
+    pub acquire_timeout_ms: u64,
+    /// `redis://...` (`REDIS_URL`).
+    pub url: Option<String>,
+}
+
+impl Default for RedisPool {
+    fn default() -> Self {
+        RedisPool {
+            min: 1,
+            max: 10,
+            acquire_timeout_ms: 30_000,
+            url: None,
+        }
+    }
+}
+
+/// Memory-pressure thresholds (percent of the memory budget) and diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Pressure is `warning` at or above this, 1-100.
+    pub warning_threshold_percent: u8,
+    /// Pressure is `critical` at or above this, 1-100, above the warning threshold.
+    pub critical_threshold_percent: u8,
+    /// Heap profiling (`rmhost profile`).
+    pub enable_memory_profiling: bool,
+    /// Periodic leak detection.
+    pub enable_leak_detection: bool,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            warning_threshold_percent: 70,
+            critical_threshold_percent: 85,
+            enable_memory_profiling: false,
+            enable_leak_detection: true,
+        }
+    }
+}
+
+/// Intervals, all in ms and all non-zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Monitoring {
+    /// Metrics collection (`METRICS_INTERVAL`).
+    pub metrics_interval_ms: u64,
+    /// Health checks, and pressure re-evaluation while not normal (`HEALTH_CHECK_INTERVAL`).
+    pub health_check_interval_ms: u64,
+    /// Telemetry sampling.
+    pub sample_interval_ms: u64,
+    /// Scans for allocations whose owner is gone.
+    pub orphan_scan_interval_ms: u64,
+}
+
+impl Default for Monitoring {
+    fn default() -> Self {
+        Monitoring {
+            metrics_interval_ms: 60_000,
+            health_check_interval_ms: 30_000,
+            sample_interval_ms: 1_000,
+            orphan_scan_interval_ms: 1_000,
+        }
+    }
+}
+
+/// API tokens, stored as hex SHA-256 hashes (see [`hash_token`]), never in plain text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    /// The admin token's hash. The admin sees and touches every tenant.
+    pub admin_token_sha256: Option<String>,
+    /// Tenant tokens, by tenant name. A tenant sees and touches only its own.
+    pub tenants: BTreeMap<String, TenantToken>,
+}
+
+impl Auth {
+    /// True when any token is configured, so the API requires one.
+    pub fn is_set(&self) -> bool {
+        self.admin_token_sha256.is_some() || !self.tenants.is_empty()
+    }
+}
+
+/// One tenant's token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantToken {
+    /// The token's hex SHA-256.
+    pub token_sha256: String,
+}
+
+/// The hex SHA-256 of `token`, the form tokens are stored in (`rmhost.toml` and comparisons).
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The policy runtime's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policies {
+    /// Watched for `*.wasm` (hot reload).
+    pub dir: String,
+    /// Default per-call deadline, ms.
+    pub deadline_ms: u64,
+    /// Default memory cap per instance, MiB.
+    pub memory_cap_mb: u64,
+    /// Faults within `fault_window_ms` that quarantine a policy.
+    pub max_faults: u32,
+    /// The window faults are counted in, ms.
+    pub fault_window_ms: u64,
+    /// Where compiled components are cached; `None`: no cache.
+    pub cache_dir: Option<String>,
+    /// Default binding per kind: kind -> policy name. Unbound kinds use the native default.
+    pub bindings: BTreeMap<PolicyKind, String>,
+    /// Per-policy settings and limits, by policy name (`[policies.policy.NAME]`).
+    pub policy: BTreeMap<String, PolicySettings>,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Policies {
+            dir: "policies".to_string(),
+            deadline_ms: 10,
+            memory_cap_mb: 64,
+            max_faults: 5,
+            fault_window_ms: 60_000,
+            cache_dir: None,
+            bindings: BTreeMap::new(),
+            policy: BTreeMap::new(),
+        }
+    }
+}
+
+impl Policies {
+    /// The deadline for `policy`'s calls: its own, else the default.
+    pub fn deadline_ms_for(&self, policy: &str) -> u64 {
+        self.policy
+            .get(policy)
+            .and_then(|p| p.deadline_ms)
+            .unwrap_or(self.deadline_ms)
+    }
+
+    /// The memory cap for `policy`'s instances, MiB: its own, else the default.
+    pub fn memory_cap_mb_for(&self, policy: &str) -> u64 {
+        self.policy
+            .get(policy)
+            .and_then(|p| p.memory_cap_mb)
+            .unwrap_or(self.memory_cap_mb)
+    }
+
+    /// `policy`'s setting `key`, what the guest's `setting(key)` import answers.
+    pub fn setting(&self, policy: &str, key: &str) -> Option<&str> {
+        self.policy
+            .get(policy)
+            .and_then(|p| p.settings.get(key))
+            .map(String::as_str)
+    }
+}
+
+/// One policy's table, `[policies.policy.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Key/value settings the guest reads with `setting(key)`. Numbers and booleans in the
+    /// file are taken as their text.
+    pub settings: BTreeMap<String, String>,
+    /// Overrides `policies.deadline_ms`.
+    pub deadline_ms: Option<u64>,
+    /// Overrides `policies.memory_cap_mb`.
+    pub memory_cap_mb: Option<u64>,
+}
+
+/// A tenant's quotas, `[tenants.NAME]`; `None` is unlimited (within the host's limits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantQuota {
+    /// Bytes.
+    pub memory: Option<u64>,
+    /// Millicores.
+    pub cpu: Option<u64>,
+    /// Open connections.
+    pub connections: Option<u64>,
+    /// Requests (as a quota of allocated request slots).
+    pub requests: Option<u64>,
+    /// Open file handles.
+    pub file_handles: Option<u64>,
+    /// Overrides the host's rate limit for this tenant.
+    pub requests_per_minute: Option<u32>,
+}
+
+impl TenantQuota {
+    /// The quota for `kind`, in that kind's unit.
+    pub fn limit(&self, kind: crate::policy::ResourceKind) -> Option<u64> {
+        use crate::policy::ResourceKind;
+        match kind {
+            ResourceKind::Memory => self.memory,
+            ResourceKind::Cpu => self.cpu,
+            ResourceKind::Connections => self.connections,
+            ResourceKind::Requests => self.requests,
+            ResourceKind::FileHandles => self.file_handles,
+        }
+    }
+}

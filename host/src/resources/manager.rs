@@ -1,0 +1,603 @@
+//! `ResourceManager`'s operations. The quota policy is consulted outside the ledger lock (a
+//! Wasm policy may take up to its deadline), so every decision is re-validated against the
+//! ledger as it is when the lock is taken again: a grant that no longer fits is refused, a
+//! preempted allocation that is already gone is skipped.
+
+use super::*;
+
+/// Builder-style options for [`ResourceManager::new`].
+#[derive(Debug, Clone)]
+pub struct ManagerOptions {
+    /// Global limits.
+    pub limits: GlobalLimits,
+    /// Default rate limit, requests per minute per tenant.
+    pub requests_per_minute: u32,
+}
+
+impl ResourceManager {
+    /// A manager with the native quota policy, the real clock and `/proc` for owner pids.
+    pub fn new(opts: ManagerOptions, events: EventBus) -> Self {
+        Self::with_parts(
+            opts,
+            events,
+            Arc::new(MonotonicClock::default()),
+            Arc::new(ProcfsProbe),
+        )
+    }
+
+    /// A manager with an injected clock and process probe (tests).
+    pub fn with_parts(
+        opts: ManagerOptions,
+        events: EventBus,
+        clock: Arc<dyn Clock>,
+        probe: Arc<dyn ProcessProbe>,
+    ) -> Self {
+        ResourceManager {
+            inner: Arc::new(Inner {
+                limits: opts.limits,
+                ledger: Mutex::new(Ledger::new()),
+                quotas: RwLock::default(),
+                alerted: Mutex::default(),
+                policy: RwLock::new(Arc::new(NativeQuota)),
+                system: RwLock::new(Arc::new(SystemUsage::default)),
+                rates: RateLimits::new(opts.requests_per_minute),
+                shed_below: AtomicU8::new(0),
+                events,
+                clock,
+                probe,
+                stats: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Routes quota decisions through `policy` (the runtime's per-tenant resolver, or a
+    /// native policy).
+    pub fn set_quota_policy(&self, policy: Arc<dyn QuotaPolicy>) {
+        *self.inner.policy.write() = policy;
+    }
+
+    /// Where policies get the system usage they are shown.
+    pub fn set_system_usage(&self, f: impl Fn() -> SystemUsage + Send + Sync + 'static) {
+        *self.inner.system.write() = Arc::new(f);
+    }
+
+    /// The global limits.
+    pub fn limits(&self) -> GlobalLimits {
+        self.inner.limits
+    }
+
+    /// The event bus this manager publishes on.
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    /// Subscribes to every event from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::events::Envelope>> {
+        self.inner.events.subscribe()
+    }
+
+    /// The per-tenant rate limiters.
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.inner.rates
+    }
+
+    /// Refuses new allocations below `priority` (0 lifts it): a pressure `shed-below`.
+    pub fn shed_below(&self, priority: u8) {
+        self.inner.shed_below.store(priority, Ordering::Relaxed);
+    }
+
+    /// The current shed threshold (0 = none).
+    pub fn shed_threshold(&self) -> u8 {
+        self.inner.shed_below.load(Ordering::Relaxed)
+    }
+
+    /// The tenant's quota for `kind`, if any.
+    pub fn quota(&self, tenant: &str, kind: ResourceKind) -> Option<u64> {
+        self.inner
+            .quotas
+            .read()
+            .get(&(tenant.to_string(), kind))
+            .copied()
+    }
+
+    /// Sets (or with `None` removes) a tenant's quota. Existing allocations stay; new ones
+    /// must fit.
+    pub fn set_quota(
+        &self,
+        tenant: &str,
+        kind: ResourceKind,
+        limit: Option<u64>,
+    ) -> Result<(), ResourceError> {
+        validate_tenant(tenant)?;
+        let key = (tenant.to_string(), kind);
+        match limit {
+            Some(l) => self.inner.quotas.write().insert(key, l),
+            None => self.inner.quotas.write().remove(&key),
+        };
+        self.inner.events.publish(Event::QuotaChanged {
+            tenant: tenant.to_string(),
+            kind,
+            limit,
+        });
+        Ok(())
+    }
+
+    /// Allocates, or says precisely why not.
+    pub fn allocate(&self, req: AllocationRequest) -> Result<Allocation, ResourceError> {
+        let result = self.try_allocate(&req);
+        if let Err(e) = &result {
+            *self
+                .inner
+                .stats
+                .lock()
+                .denied
+                .entry(e.code().to_string())
+                .or_default() += 1;
+            self.inner.events.publish(Event::AllocationDenied {
+                tenant: req.tenant.clone(),
+                kind: req.kind,
+                amount: req.amount,
+                code: e.code().to_string(),
+                reason: e.to_string(),
+            });
+        }
+        result
+    }
+
+    fn try_allocate(&self, req: &AllocationRequest) -> Result<Allocation, ResourceError> {
+        validate_tenant(&req.tenant)?;
+        if req.amount == 0 {
+            return Err(ResourceError::InvalidAmount {
+                kind: req.kind,
+                amount: 0,
+                reason: "must be greater than zero".into(),
+            });
+        }
+        if req.ttl_ms == Some(0) {
+            return Err(ResourceError::InvalidRequest {
+                field: "ttl_ms".into(),
+                reason: "a lease must last at least 1 ms".into(),
+            });
+        }
+        let shed = self.shed_threshold();
+        if req.priority < shed {
+            return Err(ResourceError::Shed {
+                priority: req.priority,
+                threshold: shed,
+            });
+        }
+        let global_limit = self.inner.limits.get(req.kind);
+        if req.amount > global_limit {
+            return Err(ResourceError::InvalidAmount {
+                kind: req.kind,
+                amount: req.amount,
+                reason: format!("larger than the global limit of {global_limit}"),
+            });
+        }
+        let quota = self.quota(&req.tenant, req.kind);
+        let now = self.inner.clock.now_ms();
+
+        // 1. Read the state the policy will see.
+        let (state, offered) = {
+            let ledger = self.inner.ledger.lock();
+            self.check_global(&ledger, req)?;
+            let t = ledger.tenant_totals(&req.tenant, req.kind);
+            let over = quota.is_some_and(|q| t.used.saturating_add(req.amount) > q);
+            let offered = if over {
+                ledger.preemptible(&req.tenant, req.kind, req.priority, now)
+            } else {
+                Vec::new()
+            };
+            (
+                TenantState {
+                    used: t.used,
+                    limit: quota,
+                    allocations: t.count,
+                },
+                offered,
+            )
+        };
+
+        // 2. Decide without the lock.
+        let policy = self.inner.policy.read().clone();
+        let system = (self.inner.system.read())();
+        let qreq = QuotaRequest {
+            tenant: req.tenant.clone(),
+            owner: req.owner.clone(),
+            kind: req.kind,
+            amount: req.amount,
+            priority: req.priority,
+        };
+        let decision = policy.decide(&qreq, &state, &system, &offered);
+
+        // 3. Apply against the ledger as it is now.
+        let mut ledger = self.inner.ledger.lock();
+        let mut preempted = Vec::new();
+        match decision {
+            QuotaDecision::Grant => {}
+            QuotaDecision::Deny(reason) => {
+                let t = ledger.tenant_totals(&req.tenant, req.kind);
+                return Err(match quota {
+                    Some(limit) if t.used.saturating_add(req.amount) > limit => {
+                        ResourceError::QuotaExceeded {
+                            tenant: req.tenant.clone(),
+                            kind: req.kind,
+                            used: t.used,
+                            requested: req.amount,
+                            limit,
+                        }
+                    }
+                    _ => ResourceError::Denied {
+                        tenant: req.tenant.clone(),
+                        kind: req.kind,
+                        policy: policy.name().to_string(),
+                        reason,
+                    },
+                });
+            }
+            QuotaDecision::Preempt(ids) => {
+                for id in ids {
+                    // Only what was offered may go, and only if it is still what was offered.
+                    if !offered.iter().any(|h| h.allocation == id) {
+                        continue;
+                    }
+                    let still = ledger.get(id).is_some_and(|a| {
+                        a.tenant == req.tenant && a.kind == req.kind && a.priority < req.priority
+                    });
+                    if still && let Some(a) = ledger.remove(id) {
+                        preempted.push(a);
+                    }
+                }
+            }
+        }
+        let t = ledger.tenant_totals(&req.tenant, req.kind);
+        let fits_quota = quota.is_none_or(|q| t.used.saturating_add(req.amount) <= q);
+        let global_ok = self.check_global(&ledger, req);
+        if !fits_quota || global_ok.is_err() {
+            // Preempted allocations are gone either way; say so before refusing.
+            drop(ledger);
+            self.publish_preempted(&preempted);
+            global_ok?;
+            return Err(ResourceError::QuotaExceeded {
+                tenant: req.tenant.clone(),
+                kind: req.kind,
+                used: t.used,
+                requested: req.amount,
+                limit: quota.unwrap_or(u64::MAX),
+            });
+        }
+        let alloc = ledger
+            .insert(Allocation {
+                id: 0,
+                tenant: req.tenant.clone(),
+                kind: req.kind,
+                amount: req.amount,
+                owner: req.owner.clone(),
+                priority: req.priority,
+                created_ms: now,
+                ttl_ms: req.ttl_ms,
+                expires_ms: req.ttl_ms.map(|t| now.saturating_add(t)),
+                pid: req.pid,
+            })
+            .clone();
+        let tenant_used = ledger.tenant_totals(&req.tenant, req.kind).used;
+        let global_used = ledger.global_used(req.kind);
+        drop(ledger);
+
+        self.publish_preempted(&preempted);
+        self.inner.stats.lock().allocated += 1;
+        self.inner.events.publish(Event::ResourceAllocated {
+            id: alloc.id,
+            tenant: alloc.tenant.clone(),
+            kind: alloc.kind,
+            amount: alloc.amount,
+            owner: alloc.owner.clone(),
+            priority: alloc.priority,
+        });
+        self.check_alerts(Some(&req.tenant), req.kind, tenant_used, quota);
+        self.check_alerts(None, req.kind, global_used, Some(global_limit));
+        Ok(alloc)
+    }
+
+    fn check_global(&self, ledger: &Ledger, req: &AllocationRequest) -> Result<(), ResourceError> {
+        let used = ledger.global_used(req.kind);
+        let limit = self.inner.limits.get(req.kind);
+        if used.saturating_add(req.amount) > limit {
+            return Err(ResourceError::LimitExceeded {
+                kind: req.kind,
+                used,
+                requested: req.amount,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn publish_preempted(&self, preempted: &[Allocation]) {
+        if preempted.is_empty() {
+            return;
+        }
+        self.inner.stats.lock().preempted += preempted.len() as u64;
+        for a in preempted {
+            self.inner.events.publish(Event::ResourceReleased {
+                id: a.id,
+                tenant: a.tenant.clone(),
+                kind: a.kind,
+                amount: a.amount,
+                reason: ReleaseReason::Preempted,
+            });
+            self.after_release(a);
+        }
+    }
+
+    /// Announces crossings of 80% and 100% upward, once each until use falls below 80%.
+    fn check_alerts(
+        &self,
+        tenant: Option<&str>,
+        kind: ResourceKind,
+        used: u64,
+        limit: Option<u64>,
+    ) {
+        let Some(limit) = limit.filter(|l| *l > 0) else {
+            return;
+        };
+        let pct = used.saturating_mul(100) / limit;
+        let level = if pct >= 100 {
+            100
+        } else if pct >= 80 {
+            80
+        } else {
+            0
+        };
+        let key = (tenant.map(str::to_string), kind);
+        let mut alerted = self.inner.alerted.lock();
+        let prev = alerted.get(&key).copied().unwrap_or(0);
+        if level == prev {
+            return;
+        }
+        if level == 0 {
+            alerted.remove(&key);
+            return;
+        }
+        alerted.insert(key, level);
+        drop(alerted);
+        if level > prev {
+            self.inner.events.publish(Event::ResourceAlerts {
+                kind,
+                tenant: tenant.map(str::to_string),
+                threshold_percent: level as u32,
+                used,
+                limit,
+            });
+        }
+    }
+
+    fn after_release(&self, a: &Allocation) {
+        let (tenant_used, global_used) = {
+            let l = self.inner.ledger.lock();
+            (
+                l.tenant_totals(&a.tenant, a.kind).used,
+                l.global_used(a.kind),
+            )
+        };
+        self.check_alerts(
+            Some(&a.tenant),
+            a.kind,
+            tenant_used,
+            self.quota(&a.tenant, a.kind),
+        );
+        self.check_alerts(
+            None,
+            a.kind,
+            global_used,
+            Some(self.inner.limits.get(a.kind)),
+        );
+    }
+
+    /// Releases an allocation. A second release of the same id is `UnknownAllocation`.
+    pub fn release(&self, id: u64) -> Result<Allocation, ResourceError> {
+        self.release_with(id, ReleaseReason::Released)
+    }
+
+    fn release_with(&self, id: u64, reason: ReleaseReason) -> Result<Allocation, ResourceError> {
+        let a = self
+            .inner
+            .ledger
+            .lock()
+            .remove(id)
+            .ok_or(ResourceError::UnknownAllocation { id })?;
+        let event = match reason {
+            ReleaseReason::LeaseExpired | ReleaseReason::OwnerGone => {
+                self.inner.stats.lock().reclaimed += 1;
+                Event::OrphanReclaimed {
+                    id,
+                    tenant: a.tenant.clone(),
+                    kind: a.kind,
+                    amount: a.amount,
+                    reason,
+                }
+            }
+            _ => {
+                self.inner.stats.lock().released += 1;
+                Event::ResourceReleased {
+                    id,
+                    tenant: a.tenant.clone(),
+                    kind: a.kind,
+                    amount: a.amount,
+                    reason,
+                }
+            }
+        };
+        self.inner.events.publish(event);
+        self.after_release(&a);
+        Ok(a)
+    }
+
+    /// Renews a lease for another TTL from now. Renewing an allocation without a lease
+    /// succeeds and changes nothing.
+    pub fn renew(&self, id: u64) -> Result<Allocation, ResourceError> {
+        let now = self.inner.clock.now_ms();
+        self.inner
+            .ledger
+            .lock()
+            .renew(id, now)
+            .cloned()
+            .ok_or(ResourceError::UnknownAllocation { id })
+    }
+
+    /// One allocation.
+    pub fn get(&self, id: u64) -> Option<Allocation> {
+        self.inner.ledger.lock().get(id).cloned()
+    }
+
+    /// Live allocations matching `filter`, by id.
+    pub fn allocations(&self, filter: &AllocationFilter) -> Vec<Allocation> {
+        let ledger = self.inner.ledger.lock();
+        let mut v: Vec<Allocation> = ledger
+            .iter()
+            .filter(|a| filter.tenant.as_ref().is_none_or(|t| *t == a.tenant))
+            .filter(|a| filter.kind.is_none_or(|k| k == a.kind))
+            .filter(|a| filter.owner.as_ref().is_none_or(|o| *o == a.owner))
+            .cloned()
+            .collect();
+        v.sort_by_key(|a| a.id);
+        v
+    }
+
+    /// Reclaims expired leases and allocations whose owner process is gone, with an
+    /// `OrphanReclaimed` event each. Returns what was reclaimed.
+    pub fn reclaim_orphans(&self) -> Vec<Allocation> {
+        let now = self.inner.clock.now_ms();
+        let (expired, pids) = {
+            let l = self.inner.ledger.lock();
+            (l.expired(now), l.pids())
+        };
+        let mut out = Vec::new();
+        for id in expired {
+            if let Ok(a) = self.release_with(id, ReleaseReason::LeaseExpired) {
+                out.push(a);
+            }
+        }
+        for pid in pids {
+            if self.inner.probe.is_alive(pid) {
+                continue;
+            }
+            let ids = self.inner.ledger.lock().held_by(pid);
+            for id in ids {
+                if let Ok(a) = self.release_with(id, ReleaseReason::OwnerGone) {
+                    out.push(a);
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks (and on success counts) `cost` requests against the tenant's rate limit.
+    pub fn rate_check(&self, tenant: &str, cost: u32) -> Result<RateDecision, ResourceError> {
+        validate_tenant(tenant)?;
+        if cost == 0 {
+            return Err(ResourceError::InvalidRequest {
+                field: "cost".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        let d = self.inner.rates.check(tenant, cost);
+        let mut stats = self.inner.stats.lock();
+        if d.allowed {
+            stats.rate_allowed += 1;
+        } else {
+            stats.rate_limited += 1;
+            drop(stats);
+            self.inner.events.publish(Event::RateLimited {
+                tenant: tenant.to_string(),
+                retry_after_ms: d.retry_after_ms,
+            });
+        }
+        Ok(d)
+    }
+
+    /// Global use per kind, and each tenant's use against its quotas.
+    pub fn usage(&self) -> LedgerUsage {
+        let ledger = self.inner.ledger.lock();
+        let quotas = self.inner.quotas.read();
+        let pct = |used: u64, limit: Option<u64>| {
+            limit
+                .filter(|l| *l > 0)
+                .map(|l| (used as f64) * 100.0 / l as f64)
+        };
+        let global = ResourceKind::ALL
+            .iter()
+            .map(|&kind| {
+                let used = ledger.global_used(kind);
+                let limit = Some(self.inner.limits.get(kind));
+                let allocations = ledger.iter().filter(|a| a.kind == kind).count() as u32;
+                KindUsage {
+                    kind,
+                    used,
+                    limit,
+                    percentage: pct(used, limit),
+                    allocations,
+                }
+            })
+            .collect();
+        let mut names: Vec<String> = ledger.tenants();
+        names.extend(quotas.keys().map(|(t, _)| t.clone()));
+        names.sort();
+        names.dedup();
+        let tenants = names
+            .into_iter()
+            .map(|tenant| {
+                let kinds = ResourceKind::ALL
+                    .iter()
+                    .map(|&kind| {
+                        let t = ledger.tenant_totals(&tenant, kind);
+                        let limit = quotas.get(&(tenant.clone(), kind)).copied();
+                        KindUsage {
+                            kind,
+                            used: t.used,
+                            limit,
+                            percentage: pct(t.used, limit),
+                            allocations: t.count,
+                        }
+                    })
+                    .collect();
+                TenantUsage {
+                    requests_per_minute_limit: self.inner.rates.limit_for(&tenant),
+                    tenant,
+                    kinds,
+                }
+            })
+            .collect();
+        LedgerUsage {
+            global,
+            tenants,
+            allocations: ledger.len(),
+        }
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> ResourceStats {
+        self.inner.stats.lock().clone()
+    }
+
+    /// Runs the ledger's self-check (tests and debugging).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.inner.ledger.lock().check_invariants()
+    }
+}
+
+fn validate_tenant(tenant: &str) -> Result<(), ResourceError> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= 128
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ResourceError::InvalidRequest {
+            field: "tenant".into(),
+            reason: format!("{tenant:?} must be 1-128 characters of A-Z a-z 0-9 - _ ."),
+        })
+    }
+}

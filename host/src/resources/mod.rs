@@ -1,0 +1,313 @@
+//! The resource manager: allocations of memory, CPU, connections, file handles and request
+//! rates to tenants, under global limits and per-tenant quotas, with priority preemption,
+//! leases (TTL) and owner-process tracking for orphan cleanup, and GCRA rate limits.
+//!
+//! Owns: the ledger, quotas, rate limiters, alert state. Decides through a `QuotaPolicy`
+//! (native or Wasm, resolved per tenant by the runtime) but never sees wasmtime. Emits an
+//! event for every grant, release, denial, reclaim and threshold crossing.
+
+mod ledger;
+mod orphans;
+mod ratelimit;
+
+pub use ledger::{Allocation, Ledger, Totals};
+pub use orphans::{ProcessProbe, ProcfsProbe, spawn_reaper};
+pub use ratelimit::{RateDecision, RateLimits};
+
+use crate::events::{Event, EventBus, ReleaseReason};
+use crate::policy::{
+    NativeQuota, QuotaDecision, QuotaPolicy, QuotaRequest, ResourceKind, SystemUsage, TenantState,
+};
+use hashbrown::HashMap;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// What went wrong with a resource request. Each message says what happened in terms a
+/// caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    /// The tenant's quota for the kind would be exceeded.
+    #[error("quota exceeded for tenant {tenant}: {used}+{requested} > {limit} {unit}", unit = kind.unit())]
+    QuotaExceeded {
+        /// Tenant.
+        tenant: String,
+        /// Kind.
+        kind: ResourceKind,
+        /// In use before the request.
+        used: u64,
+        /// Asked for.
+        requested: u64,
+        /// The quota.
+        limit: u64,
+    },
+    /// The host's global limit for the kind would be exceeded.
+    #[error("global {kind} limit exceeded: {used}+{requested} > {limit} {unit}", unit = kind.unit())]
+    LimitExceeded {
+        /// Kind.
+        kind: ResourceKind,
+        /// In use before the request.
+        used: u64,
+        /// Asked for.
+        requested: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The quota policy refused the request.
+    #[error("policy {policy} denied {kind} for tenant {tenant}: {reason}")]
+    Denied {
+        /// Tenant.
+        tenant: String,
+        /// Kind.
+        kind: ResourceKind,
+        /// The deciding policy's name.
+        policy: String,
+        /// Its reason.
+        reason: String,
+    },
+    /// No live allocation has this id (never existed, or already released).
+    #[error("no live allocation with id {id}")]
+    UnknownAllocation {
+        /// The id asked for.
+        id: u64,
+    },
+    /// The amount is not acceptable for the kind.
+    #[error("invalid amount {amount} for {kind}: {reason}")]
+    InvalidAmount {
+        /// Kind.
+        kind: ResourceKind,
+        /// Amount given.
+        amount: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Another field of the request is not acceptable.
+    #[error("invalid {field}: {reason}")]
+    InvalidRequest {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// Memory pressure: work below a priority is being shed.
+    #[error("shedding load under memory pressure: priority {priority} is below {threshold}")]
+    Shed {
+        /// The request's priority.
+        priority: u8,
+        /// The shed threshold.
+        threshold: u8,
+    },
+}
+
+impl ResourceError {
+    /// A short stable code for metrics and events.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ResourceError::QuotaExceeded { .. } | ResourceError::Denied { .. } => "quota_exceeded",
+            ResourceError::LimitExceeded { .. } => "limit_exceeded",
+            ResourceError::UnknownAllocation { .. } => "not_found",
+            ResourceError::InvalidAmount { .. } | ResourceError::InvalidRequest { .. } => {
+                "invalid_request"
+            }
+            ResourceError::Shed { .. } => "shed",
+        }
+    }
+}
+
+/// An allocation request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationRequest {
+    /// The tenant to count it against.
+    pub tenant: String,
+    /// What kind.
+    pub kind: ResourceKind,
+    /// How much (> 0).
+    pub amount: u64,
+    /// Who holds it within the tenant.
+    #[serde(default)]
+    pub owner: String,
+    /// 0-255, higher is more important.
+    #[serde(default)]
+    pub priority: u8,
+    /// Lease length: the allocation is reclaimed unless renewed within it.
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
+    /// Owner process: the allocation is reclaimed when it exits.
+    #[serde(default)]
+    pub pid: Option<u32>,
+}
+
+/// The host's global limits, one per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalLimits {
+    /// Bytes.
+    pub memory_bytes: u64,
+    /// Millicores.
+    pub cpu_millicores: u64,
+    /// Connections.
+    pub connections: u64,
+    /// Requests per minute.
+    pub requests_per_minute: u64,
+    /// File handles.
+    pub file_handles: u64,
+}
+
+impl GlobalLimits {
+    /// The limit for `kind`.
+    pub fn get(&self, kind: ResourceKind) -> u64 {
+        match kind {
+            ResourceKind::Memory => self.memory_bytes,
+            ResourceKind::Cpu => self.cpu_millicores,
+            ResourceKind::Connections => self.connections,
+            ResourceKind::Requests => self.requests_per_minute,
+            ResourceKind::FileHandles => self.file_handles,
+        }
+    }
+}
+
+/// Filter for `allocations()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationFilter {
+    /// Only this tenant's.
+    pub tenant: Option<String>,
+    /// Only this kind.
+    pub kind: Option<ResourceKind>,
+    /// Only this owner's.
+    pub owner: Option<String>,
+}
+
+/// Use of one kind against a limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindUsage {
+    /// Kind.
+    pub kind: ResourceKind,
+    /// In use.
+    pub used: u64,
+    /// The limit (global, or the tenant's quota), if any.
+    pub limit: Option<u64>,
+    /// used / limit in percent, when limited.
+    pub percentage: Option<f64>,
+    /// Live allocations.
+    pub allocations: u32,
+}
+
+/// A tenant's use of every kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantUsage {
+    /// Tenant.
+    pub tenant: String,
+    /// Per kind, against the tenant's quotas.
+    pub kinds: Vec<KindUsage>,
+    /// The tenant's rate limit, requests per minute.
+    pub requests_per_minute_limit: u32,
+}
+
+/// The ledger's use: global and per tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerUsage {
+    /// Per kind, against the global limits.
+    pub global: Vec<KindUsage>,
+    /// Per tenant with allocations or quotas.
+    pub tenants: Vec<TenantUsage>,
+    /// Live allocations in all.
+    pub allocations: usize,
+}
+
+/// Counters since start, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceStats {
+    /// Grants.
+    pub allocated: u64,
+    /// Releases by their holder.
+    pub released: u64,
+    /// Preemptions.
+    pub preempted: u64,
+    /// Reclaimed orphans (lease expired or owner gone).
+    pub reclaimed: u64,
+    /// Denials by code (`quota_exceeded`, `limit_exceeded`, `shed`, `invalid_request`).
+    pub denied: std::collections::BTreeMap<String, u64>,
+    /// Rate-limit checks allowed.
+    pub rate_allowed: u64,
+    /// Rate-limit checks refused.
+    pub rate_limited: u64,
+}
+
+/// A monotonic millisecond clock; injectable so leases can be tested without sleeping.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds since an arbitrary fixed start.
+    fn now_ms(&self) -> u64;
+}
+
+/// The real clock: milliseconds since the manager was created.
+#[derive(Debug)]
+pub struct MonotonicClock(Instant);
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        MonotonicClock(Instant::now())
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now_ms(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64
+    }
+}
+
+/// A clock tests move by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// Moves the clock forward.
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+type UsageFn = Arc<dyn Fn() -> SystemUsage + Send + Sync>;
+
+/// The resource manager. Cheap to clone.
+#[derive(Clone)]
+pub struct ResourceManager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ResourceManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceManager")
+            .field("limits", &self.inner.limits)
+            .field("allocations", &self.inner.ledger.lock().len())
+            .finish()
+    }
+}
+
+struct Inner {
+    limits: GlobalLimits,
+    ledger: Mutex<Ledger>,
+    quotas: RwLock<HashMap<(String, ResourceKind), u64>>,
+    /// Highest alert threshold already announced per (tenant or global, kind).
+    alerted: Mutex<HashMap<(Option<String>, ResourceKind), u32>>,
+    policy: RwLock<Arc<dyn QuotaPolicy>>,
+    system: RwLock<UsageFn>,
+    rates: RateLimits,
+    shed_below: AtomicU8,
+    events: EventBus,
+    clock: Arc<dyn Clock>,
+    probe: Arc<dyn ProcessProbe>,
+    stats: Mutex<ResourceStats>,
+}
+
+mod manager;
+pub use manager::ManagerOptions;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+//! Orphan cleanup: leases that were not renewed and allocations whose owner process has
+//! exited are reclaimed by a background task, each with an `OrphanReclaimed` event.
+
+use super::ResourceManager;
+use std::time::Duration;
+
+/// Tells whether a process is still running; injectable for tests.
+pub trait ProcessProbe: Send + Sync + std::fmt::Debug {
+    /// Whether `pid` is alive.
+    fn is_alive(&self, pid: u32) -> bool;
+}
+
+/// The real probe: `kill(pid, 0)`, which checks existence without sending anything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcfsProbe;
+
+impl ProcessProbe for ProcfsProbe {
+    fn is_alive(&self, pid: u32) -> bool {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        if pid <= 0 {
+            return false;
+        }
+        // SAFETY: signal 0 performs only the existence and permission check.
+        let rc = unsafe { libc::kill(pid, 0) };
+        if rc == 0 {
+            // A zombie still exists for kill(); it has exited all the same.
+            return !is_zombie(pid);
+        }
+        // EPERM: it exists but belongs to someone else.
+        std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+}
+
+fn is_zombie(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Runs `reclaim_orphans` every `interval` until the returned task is aborted.
+pub fn spawn_reaper(manager: ResourceManager, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let reclaimed = manager.reclaim_orphans();
+            if !reclaimed.is_empty() {
+                tracing::info!(count = reclaimed.len(), "reclaimed orphaned allocations");
+            }
+        }
+    })
+}
