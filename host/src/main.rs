@@ -1,1 +1,42 @@
-fn main() {}
+//! The `rmhost` binary: parses the command line, sets up logging, runs the verb and turns
+//! its outcome into an exit code. `anyhow` lives here, at the edge, and nowhere else.
+
+use clap::Parser;
+use rmhost::cli::{Cli, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("RMHOST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rmhost: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match rmhost::cli::dispatch(cli).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("rmhost: {e:#}");
+                1
+            }
+        }
+    });
+    std::process::exit(code);
+}

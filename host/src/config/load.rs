@@ -113,18 +113,33 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("MAX_REQUESTS_PER_MINUTE", "limits.max_requests_per_minute"),
     ("DB_POOL_MIN", "connection_pools.database.min"),
     ("DB_POOL_MAX", "connection_pools.database.max"),
-    ("DB_ACQUIRE_TIMEOUT", "connection_pools.database.acquire_timeout_ms"),
-    ("DB_IDLE_TIMEOUT", "connection_pools.database.idle_timeout_ms"),
+    (
+        "DB_ACQUIRE_TIMEOUT",
+        "connection_pools.database.acquire_timeout_ms",
+    ),
+    (
+        "DB_IDLE_TIMEOUT",
+        "connection_pools.database.idle_timeout_ms",
+    ),
     ("DATABASE_URL", "connection_pools.database.url"),
     ("REDIS_POOL_MIN", "connection_pools.redis.min"),
     ("REDIS_POOL_MAX", "connection_pools.redis.max"),
     ("REDIS_URL", "connection_pools.redis.url"),
-    ("MEMORY_WARNING_THRESHOLD", "memory.warning_threshold_percent"),
-    ("MEMORY_CRITICAL_THRESHOLD", "memory.critical_threshold_percent"),
+    (
+        "MEMORY_WARNING_THRESHOLD",
+        "memory.warning_threshold_percent",
+    ),
+    (
+        "MEMORY_CRITICAL_THRESHOLD",
+        "memory.critical_threshold_percent",
+    ),
     ("ENABLE_MEMORY_PROFILING", "memory.enable_memory_profiling"),
     ("ENABLE_LEAK_DETECTION", "memory.enable_leak_detection"),
     ("METRICS_INTERVAL", "monitoring.metrics_interval_ms"),
-    ("HEALTH_CHECK_INTERVAL", "monitoring.health_check_interval_ms"),
+    (
+        "HEALTH_CHECK_INTERVAL",
+        "monitoring.health_check_interval_ms",
+    ),
 ];
 
 /// The real process environment, for the binary: `load(path, &process_env, &overrides)`.
@@ -188,10 +203,12 @@ impl Layers {
     }
 
     fn file(&mut self, text: &str, file: &Path) -> Result<(), ConfigError> {
-        let table: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: file.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: file.to_path_buf(),
+                message: e.to_string().trim_end().to_string(),
+            })?;
         let source = Source::File(file.to_path_buf());
         self.walk(&table, &mut Vec::new(), file, &source)
     }
@@ -288,12 +305,11 @@ impl Layers {
     ) -> Result<Loaded, ConfigError> {
         self.env(env)?;
         self.overrides(overrides)?;
-        let config: Config =
-            Value::Table(self.tree)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Internal {
-                    message: e.to_string(),
-                })?;
+        let config: Config = Value::Table(self.tree)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Internal {
+                message: e.to_string(),
+            })?;
         let sources = leaf_sources(&config, &self.set);
         let origin = |key: &str| {
             sources
@@ -339,10 +355,7 @@ fn leaf_kind(path: &[String]) -> Option<Kind> {
 }
 
 /// A source entry for every leaf of `config`, including unset optional values.
-fn leaf_sources(
-    config: &Config,
-    set: &BTreeMap<Vec<String>, Source>,
-) -> BTreeMap<String, Source> {
+fn leaf_sources(config: &Config, set: &BTreeMap<Vec<String>, Source>) -> BTreeMap<String, Source> {
     fn walk(
         value: &serde_json::Value,
         path: &mut Vec<String>,

@@ -111,7 +111,11 @@ pub(crate) fn lookup(path: &[String]) -> Lookup {
         }
         table = true;
     }
-    if table { Lookup::Table } else { Lookup::Unknown }
+    if table {
+        Lookup::Table
+    } else {
+        Lookup::Unknown
+    }
 }
 
 /// The position of the first pattern `path` is (a prefix of), for display order.

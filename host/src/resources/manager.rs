@@ -365,7 +365,7 @@ impl ResourceManager {
             self.inner.events.publish(Event::ResourceAlerts {
                 kind,
                 tenant: tenant.map(str::to_string),
-                threshold_percent: level as u32,
+                threshold_percent: level,
                 used,
                 limit,
             });

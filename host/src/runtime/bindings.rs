@@ -31,7 +31,6 @@ pub(crate) mod eviction {
         world: "eviction-policy",
         with: {
             "rmhost:policy/host": super::quota::rmhost::policy::host,
-            "rmhost:policy/types": super::quota::rmhost::policy::types,
         },
     });
 }
@@ -43,7 +42,6 @@ pub(crate) mod priority {
         world: "priority-policy",
         with: {
             "rmhost:policy/host": super::quota::rmhost::policy::host,
-            "rmhost:policy/types": super::quota::rmhost::policy::types,
         },
     });
 }

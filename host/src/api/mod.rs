@@ -1,0 +1,78 @@
+//! The HTTP API: `/health`, `/ready`, `/metrics` and the JSON `/v1/...` routes, on axum.
+//!
+//! Owns: routing, auth, request validation and the mapping of library errors to HTTP.
+//! Handlers only translate: every decision is made by the managers in `Host`. Guest calls
+//! may block for up to a policy's deadline, so handlers that can reach a policy run the
+//! manager call on the blocking pool.
+
+mod auth;
+mod error;
+mod events;
+mod metrics;
+mod resources;
+mod system;
+
+pub use auth::{Authenticator, Caller};
+pub use error::ApiError;
+
+use crate::daemon::Host;
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Shared state of every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The host's managers.
+    pub host: Arc<Host>,
+    /// Token resolution.
+    pub auth: Authenticator,
+    /// Flips to true when the daemon shuts down (ends event streams).
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(s: &AppState) -> Authenticator {
+        s.auth.clone()
+    }
+}
+
+/// The whole API. `stopping` ends long-lived responses (event streams) at shutdown so the
+/// server can drain.
+pub fn router(host: Arc<Host>, stopping: watch::Receiver<bool>) -> Router {
+    let state = AppState {
+        auth: Authenticator::new(&host.config.auth),
+        host,
+        stopping,
+    };
+    Router::new()
+        .route("/health", get(system::health))
+        .route("/ready", get(system::ready))
+        .route("/metrics", get(metrics::metrics))
+        .route("/v1/health", get(system::health))
+        .route("/v1/usage", get(resources::usage))
+        .route("/v1/profile", get(system::profile))
+        .route(
+            "/v1/allocations",
+            post(resources::allocate).get(resources::list),
+        )
+        .route(
+            "/v1/allocations/{id}",
+            get(resources::get_one).delete(resources::release),
+        )
+        .route("/v1/allocations/{id}/renew", post(resources::renew))
+        .route(
+            "/v1/tenants/{tenant}/quotas",
+            get(resources::get_quotas).put(resources::put_quotas),
+        )
+        .route("/v1/ratelimit/check", post(resources::rate_check))
+        .route("/v1/events", get(events::stream))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            system::count_requests,
+        ))
+        .with_state(state)
+}

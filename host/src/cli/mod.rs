@@ -1,0 +1,99 @@
+//! The command line: `rmhost run` (the daemon) and the verbs that are clients of a running
+//! daemon (`report`, `health`, ...), plus `config print`. Exit codes scripts can rely on:
+//! 0 success, 1 failure (or degraded for `health`), 2 bad usage or config (or unhealthy
+//! for `health`), 3 daemon unreachable.
+
+mod client;
+mod config_cmd;
+mod report;
+mod run;
+
+pub use client::{Client, ClientError};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Exit code: the daemon could not be reached.
+pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit code: bad usage or config.
+pub const EXIT_USAGE: i32 = 2;
+
+/// rmhost: resource management with pluggable, sandboxed WebAssembly policies.
+#[derive(Debug, Parser)]
+#[command(name = "rmhost", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RMHOST_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// The config file (default: ./rmhost.toml when it exists).
+    #[arg(long, short = 'c', env = "RMHOST_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Override any config key, e.g. `--set limits.max_memory_mb=4096` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// How to reach a running daemon.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The daemon's address.
+    #[arg(long, default_value = "127.0.0.1:7070", env = "RMHOST_ADDR")]
+    pub addr: String,
+    /// Bearer token when the daemon has auth enabled.
+    #[arg(long, env = "RMHOST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (embedded defaults; no Postgres or Redis needed unless configured).
+    Run(run::RunArgs),
+    /// Inspect the configuration.
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: config_cmd::ConfigCommand,
+    },
+    /// Usage, allocations by tenant and rates, from a running daemon.
+    Report(ClientArgs),
+    /// Health of a running daemon: exit 0 healthy, 1 degraded, 2 unhealthy, 3 unreachable.
+    Health {
+        /// How to reach the daemon.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Show every check, not only the status.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Run(args) => run::run(args).await,
+        Command::Config { command } => config_cmd::run(command),
+        Command::Report(c) => report::report(&c).await,
+        Command::Health { client, verbose } => report::health(&client, verbose).await,
+    }
+}

@@ -1,0 +1,131 @@
+//! Starting and stopping a daemon for a test.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rmhost")
+}
+
+/// A running daemon, killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: String,
+    /// Holds the working directory (and its config) alive for the daemon's lifetime.
+    pub _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `rmhost run --listen 127.0.0.1:0` with `config` as its rmhost.toml, extra
+    /// `args` and `env`, and waits for its "listening on" line.
+    pub fn start(config: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::spawn(Some(config), args, env)
+    }
+
+    /// Like `start`; with `config` None, no config file exists at all (embedded defaults).
+    pub fn spawn(config: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(bin());
+        cmd.arg("run");
+        if let Some(config) = config {
+            let cfg = dir.path().join("rmhost.toml");
+            std::fs::write(&cfg, config).expect("write config");
+            cmd.arg("--config").arg(&cfg);
+        }
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .current_dir(dir.path())
+            .env("RMHOST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn rmhost");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("rmhost: listening on http://") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                panic!("rmhost run did not report its address within 30 s (exit: {status:?})");
+            }
+        };
+        Daemon {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+
+    /// Waits for the daemon to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Runs the binary with `args` and `env` to completion: (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env_remove("RMHOST_CONFIG")
+        .env("RMHOST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run rmhost");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
