@@ -1,1 +1,354 @@
-fn main() {}
+//! Policy call costs, native vs Wasm. Prints numbers; asserts nothing.
+//!
+//! `cargo bench --bench policy_calls`. Uses `policies/*.wasm` when they are built
+//! (`policies/build`), else small inline WAT policies (which measure the boundary, not a
+//! real policy's work); each line says which.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rmhost::events::EventBus;
+use rmhost::policy::{
+    CacheStat, EventKind, EvictionPolicy, NativeLru, NativePressure, NativePriority, NativeQuota,
+    PackedEvent, PolicyKind, PoolStat, PressureLevel, PressurePolicy, PriorityPolicy, QuotaPolicy,
+    QuotaRequest, ResourceKind, SystemUsage, TenantState, Waiter, encode_event,
+};
+use rmhost::runtime::{PolicyRuntime, RuntimeOptions};
+
+const PRELUDE: &str = r#"
+    (memory (export "memory") 1)
+    (global $bump (mut i32) (i32.const 1024))
+    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
+      (global.set $bump (i32.add (local.get $p) (local.get 3)))
+      (if (i32.gt_u (global.get $bump) (i32.mul (memory.size) (i32.const 65536)))
+        (then (drop (memory.grow (i32.const 1)))))
+      (local.get $p))
+    (func $reset (global.set $bump (i32.const 1024)))
+"#;
+
+/// Eviction: reads every event's id (so the list is really touched) and answers nothing.
+fn wat_eviction() -> String {
+    format!(
+        r#"(component
+  (core module $m {PRELUDE}
+    (func (export "configure") (param i64 i32))
+    (func (export "observe") (param $ev i32) (param $n i32) (param $b i64) (param $max i32)
+      (result i32) (local $i i32) (local $acc i64)
+      (block $done (loop $l
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $acc (i64.add (local.get $acc)
+          (i64.load (i32.add (local.get $ev) (i32.shl (local.get $i) (i32.const 3))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 3)))
+        (br $l)))
+      (call $reset)
+      (i32.store (i32.const 16) (i32.const 8)) (i32.store (i32.const 20) (i32.const 0))
+      (i32.const 16)))
+  (core instance $i (instantiate $m))
+  (func $configure (param "capacity-bytes" u64) (param "expected-entries" u32)
+    (canon lift (core func $i "configure")))
+  (func $observe (param "events" (list u64)) (param "bytes-to-free" u64) (param "max-count" u32)
+    (result (list u64))
+    (canon lift (core func $i "observe") (memory (core memory $i "memory"))
+      (realloc (core func $i "cabi_realloc"))))
+  (instance $e (export "configure" (func $configure)) (export "observe" (func $observe)))
+  (export "rmhost:policy/eviction@0.1.0" (instance $e))
+)"#
+    )
+}
+
+fn wat_quota_priority() -> String {
+    format!(
+        r#"(component
+  (core module $m {PRELUDE}
+    (func (export "decide") (param i32) (result i32)
+      (call $reset) (i32.store8 (i32.const 16) (i32.const 0)) (i32.const 16))
+    (func (export "rank") (param i32 i32 i32 i64 i32 i32) (result i64)
+      (call $reset) (i64.mul (local.get 3) (i64.const 2))))
+  (core instance $i (instantiate $m))
+  (type $kind' (enum "memory" "cpu" "connections" "requests" "file-handles"))
+  (type $level' (enum "normal" "warning" "critical"))
+  (type $usage' (record (field "cpu-percent" f32) (field "memory-used-bytes" u64)
+    (field "memory-total-bytes" u64) (field "process-rss-bytes" u64)
+    (field "connections-active" u32) (field "requests-per-minute" u32)
+    (field "load-average-1m" f32) (field "pressure" $level')))
+  (type $request' (record (field "tenant" string) (field "owner" string) (field "kind" $kind')
+    (field "amount" u64) (field "priority" u8)))
+  (type $tstate' (record (field "used" u64) (field "limit" (option u64)) (field "allocations" u32)))
+  (type $holder' (record (field "allocation" u64) (field "owner" string) (field "amount" u64)
+    (field "priority" u8) (field "age-ms" u64)))
+  (type $decision' (variant (case "grant") (case "deny" string) (case "preempt" (list u64))))
+  (type $waiter' (record (field "tenant" string) (field "priority" u8)
+    (field "enqueued-ms" u64) (field "queue" string)))
+  (func $decide (param "req" $request') (param "tenant" $tstate') (param "system" $usage')
+    (param "preemptible" (list $holder')) (result $decision')
+    (canon lift (core func $i "decide") (memory (core memory $i "memory"))
+      (realloc (core func $i "cabi_realloc"))))
+  (func $rank (param "w" $waiter') (result s64)
+    (canon lift (core func $i "rank") (memory (core memory $i "memory"))
+      (realloc (core func $i "cabi_realloc"))))
+  (instance $q
+    (export "resource-kind" (type $kind')) (export "pressure-level" (type $level'))
+    (export "usage" (type $usage')) (export "request" (type $request'))
+    (export "tenant-state" (type $tstate')) (export "holder" (type $holder'))
+    (export "decision" (type $decision')) (export "decide" (func $decide)))
+  (instance $p (export "waiter" (type $waiter')) (export "rank" (func $rank)))
+  (export "rmhost:policy/quota@0.1.0" (instance $q))
+  (export "rmhost:policy/priority@0.1.0" (instance $p))
+)"#
+    )
+}
+
+fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+/// The bytes of `policies/NAME.wasm` if built, else the WAT fallback; with a label.
+fn policy_bytes(name: &str, fallback: impl FnOnce() -> String) -> (Vec<u8>, String) {
+    let p = policies_dir().join(format!("{name}.wasm"));
+    match std::fs::read(&p) {
+        Ok(b) => (b, format!("policies/{name}.wasm")),
+        Err(_) => (
+            fallback().into_bytes(),
+            format!("inline WAT ({name} stand-in)"),
+        ),
+    }
+}
+
+fn per_call(iters: u32, mut f: impl FnMut()) -> Duration {
+    for _ in 0..iters / 10 {
+        f();
+    }
+    let t = Instant::now();
+    for _ in 0..iters {
+        f();
+    }
+    t.elapsed() / iters
+}
+
+fn ns(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e9
+}
+
+fn opts(cache: Option<PathBuf>) -> RuntimeOptions {
+    RuntimeOptions {
+        cache_dir: cache,
+        deadline: Duration::from_millis(100),
+        ..RuntimeOptions::default()
+    }
+}
+
+/// 75% hits over `ids` live entries, the rest removes + re-inserts; packed.
+fn event_stream(n: usize, ids: u64) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n * 3);
+    let mut s = 0x1234_5678_u64;
+    let mut rnd = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    for id in 0..ids {
+        let ev = PackedEvent {
+            id,
+            size: 100,
+            at_ms: 0,
+            kind: EventKind::Insert,
+            priority: 0,
+        };
+        encode_event(&mut out, &ev);
+    }
+    for i in 0..n as u64 {
+        let id = rnd() % ids;
+        let r = rnd() % 100;
+        let kinds: &[EventKind] = if r < 75 {
+            &[EventKind::Hit]
+        } else {
+            &[EventKind::Remove, EventKind::Insert]
+        };
+        for k in kinds {
+            let ev = PackedEvent {
+                id,
+                size: 64 + i % 512,
+                at_ms: i / 100,
+                kind: *k,
+                priority: 0,
+            };
+            encode_event(&mut out, &ev);
+        }
+    }
+    out
+}
+
+fn main() {
+    let bus = EventBus::new();
+    let (ev_bytes, ev_label) = policy_bytes("lru", wat_eviction);
+    let (qp_bytes, qp_label) = policy_bytes("quota", wat_quota_priority);
+
+    // ---- compile, with and without the artifact cache --------------------------------
+    let cache = std::env::temp_dir().join(format!("rmhost-bench-cwasm-{}", std::process::id()));
+    let rt = PolicyRuntime::new(opts(None), bus.clone()).expect("runtime");
+    println!("pooling allocator: {}", rt.pooling());
+    let info = rt
+        .load_bytes("lru", &ev_bytes)
+        .expect("load eviction policy");
+    println!(
+        "compile {ev_label}: no cache {:.2} ms",
+        info.compile_us as f64 / 1e3
+    );
+    let warm = PolicyRuntime::new(opts(Some(cache.clone())), bus.clone()).expect("runtime");
+    let first = warm.load_bytes("lru", &ev_bytes).expect("load");
+    let again = PolicyRuntime::new(opts(Some(cache.clone())), bus.clone()).expect("runtime");
+    let second = again.load_bytes("lru", &ev_bytes).expect("load");
+    println!(
+        "compile {ev_label}: cache miss {:.2} ms, cache hit {:.3} ms (from cache: {})",
+        first.compile_us as f64 / 1e3,
+        second.compile_us as f64 / 1e3,
+        second.from_cache
+    );
+    drop((warm, again));
+    let _ = std::fs::remove_dir_all(&cache);
+
+    // ---- instantiate -----------------------------------------------------------------
+    let t = Instant::now();
+    let n = 200;
+    for _ in 0..n {
+        let mut e = rt.eviction_policy("default", Some("lru"));
+        black_box(e.observe(&[], 0, 0)); // the first observe instantiates
+    }
+    println!(
+        "instantiate + first observe {ev_label}: {:.1} µs",
+        ns(t.elapsed() / n) / 1e3
+    );
+
+    // ---- per-call, each kind ---------------------------------------------------------
+    let qp = rt.load_bytes("qp", &qp_bytes);
+    let sys = SystemUsage::default();
+    let req = QuotaRequest {
+        tenant: "t".into(),
+        owner: "o".into(),
+        kind: ResourceKind::Memory,
+        amount: 10,
+        priority: 1,
+    };
+    let ts = TenantState {
+        used: 0,
+        limit: Some(100),
+        allocations: 0,
+    };
+    let native_q = per_call(100_000, || {
+        black_box(NativeQuota.decide(&req, &ts, &sys, &[]));
+    });
+    let w = Waiter {
+        tenant: "t".into(),
+        priority: 2,
+        enqueued_ms: 7,
+        queue: "pg".into(),
+    };
+    let native_p = per_call(100_000, || {
+        black_box(NativePriority::default().rank(&w));
+    });
+    match qp {
+        Ok(info) => {
+            for k in &info.kinds {
+                rt.bind(None, *k, Some("qp")).expect("bind");
+            }
+            let (q, p) = (rt.quota_policy(), rt.priority_policy());
+            if info.kinds.contains(&PolicyKind::Quota) {
+                let wasm = per_call(50_000, || {
+                    black_box(q.decide(&req, &ts, &sys, &[]));
+                });
+                println!(
+                    "quota decide: native {:.0} ns, wasm {:.0} ns ({qp_label})",
+                    ns(native_q),
+                    ns(wasm)
+                );
+            }
+            if info.kinds.contains(&PolicyKind::Priority) {
+                let wasm = per_call(50_000, || {
+                    black_box(p.rank(&w));
+                });
+                println!(
+                    "priority rank: native {:.0} ns, wasm {:.0} ns ({qp_label})",
+                    ns(native_p),
+                    ns(wasm)
+                );
+            }
+        }
+        Err(e) => println!("quota/priority wasm: not measured ({e})"),
+    }
+    let caches = [CacheStat {
+        name: "c".into(),
+        bytes: 1000,
+        entries: 10,
+        hit_ratio: 0.5,
+    }];
+    let pools = [PoolStat {
+        name: "p".into(),
+        size: 4,
+        idle: 2,
+        waiting: 0,
+    }];
+    let native_pr = per_call(100_000, || {
+        black_box(NativePressure.respond(PressureLevel::Warning, &sys, &caches, &pools));
+    });
+    let pr_path = policies_dir().join("pressure.wasm");
+    match rt.load_file(&pr_path) {
+        Ok(_) => {
+            rt.bind(None, PolicyKind::Pressure, Some("pressure"))
+                .expect("bind");
+            let pp = rt.pressure_policy();
+            let wasm = per_call(20_000, || {
+                black_box(pp.respond(PressureLevel::Warning, &sys, &caches, &pools));
+            });
+            println!(
+                "pressure respond: native {:.0} ns, wasm {:.0} ns (policies/pressure.wasm)",
+                ns(native_pr),
+                ns(wasm)
+            );
+        }
+        Err(_) => println!(
+            "pressure respond: native {:.0} ns, wasm not measured (no policies/pressure.wasm)",
+            ns(native_pr)
+        ),
+    }
+
+    // ---- eviction observe per event, by batch size -------------------------------------
+    let events = event_stream(300_000, 10_000);
+    let warmup = 10_000 * 3;
+    for batch in [1usize, 64, 1024] {
+        let chunk = batch * 3;
+        let mut native = NativeLru::new();
+        native.observe(&events[..warmup], 0, 0);
+        let t = Instant::now();
+        for c in events[warmup..].chunks(chunk) {
+            black_box(native.observe(c, 0, 0));
+        }
+        let n_events = (events.len() - warmup) / 3;
+        let native_t = ns(t.elapsed()) / n_events as f64;
+        let mut wasm = rt.eviction_policy("default", Some("lru"));
+        wasm.configure(1 << 30, 10_000);
+        wasm.observe(&events[..warmup], 0, 0);
+        let t = Instant::now();
+        for c in events[warmup..].chunks(chunk) {
+            black_box(wasm.observe(c, 0, 0));
+        }
+        let wasm_t = ns(t.elapsed()) / n_events as f64;
+        println!(
+            "eviction observe, batch {batch:>4}: native LRU {native_t:.1} ns/event, wasm \
+             {wasm_t:.1} ns/event ({ev_label}); native/wasm throughput ratio {:.2}",
+            native_t / wasm_t
+        );
+    }
+    let info = rt.get("lru").expect("loaded");
+    println!(
+        "lru stats: {} calls, {} faults, mean {} ns, p99 {} ns, memory {} KiB",
+        info.calls,
+        info.faults,
+        info.mean_ns,
+        info.p99_ns,
+        info.memory_bytes / 1024
+    );
+}

@@ -139,7 +139,49 @@ impl Host {
                 self.resources.clone(),
                 Duration::from_millis(m.orphan_scan_interval_ms),
             ),
+            self.spawn_limit_watch(Duration::from_millis(m.sample_interval_ms)),
         ]
+    }
+
+    /// Compares measured use with `[limits]` after every sample, so crossing 80% and 100%
+    /// of a limit raises a `ResourceAlerts` event (scope `system`) even when nothing is
+    /// allocated through the ledger. CPU is compared in percent.
+    fn spawn_limit_watch(&self, interval: Duration) -> JoinHandle<()> {
+        use crate::policy::ResourceKind as K;
+        let telemetry = self.telemetry.clone();
+        let resources = self.resources.clone();
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let u = telemetry.usage();
+                let l = &config.limits;
+                let r = &resources;
+                r.observe_system(
+                    K::Memory,
+                    u.memory.process_rss,
+                    config.memory_budget_bytes(),
+                );
+                r.observe_system(
+                    K::Cpu,
+                    u.cpu.percentage.round() as u64,
+                    l.max_cpu_percentage as u64,
+                );
+                r.observe_system(
+                    K::Connections,
+                    u.connections.active,
+                    l.max_connections as u64,
+                );
+                r.observe_system(
+                    K::Requests,
+                    u.requests.per_minute,
+                    l.max_requests_per_minute as u64,
+                );
+                r.observe_system(K::FileHandles, u.file_handles.open, l.max_file_handles);
+            }
+        })
     }
 
     /// Whether the host serves requests (false before start and while shutting down).

@@ -86,12 +86,16 @@ pub enum Event {
         /// `lease_expired` or `owner_gone`.
         reason: ReleaseReason,
     },
-    /// Use of a kind crossed 80% or 100% of a limit (global when `tenant` is `None`).
+    /// Use of a kind crossed 80% or 100% of a limit: a tenant's quota, the global
+    /// allocation limit, or (scope `system`) what telemetry measures against `[limits]`.
     ResourceAlerts {
         /// Kind.
         kind: ResourceKind,
-        /// Tenant, or `None` for the global limit.
+        /// Tenant, or `None` for a global limit.
         tenant: Option<String>,
+        /// `tenant`, `allocations` (the ledger against global limits) or `system`
+        /// (measured use: process RSS, CPU %, active connections, requests/min, open fds).
+        scope: String,
         /// Threshold crossed, percent (80 or 100).
         threshold_percent: u32,
         /// In use.

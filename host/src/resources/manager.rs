@@ -338,6 +338,23 @@ impl ResourceManager {
         used: u64,
         limit: Option<u64>,
     ) {
+        self.alert_on(tenant, kind, used, limit, false);
+    }
+
+    /// Feeds measured use (telemetry) against a limit, announcing 80% / 100% crossings with
+    /// scope `system`. The daemon calls it after each telemetry sample.
+    pub fn observe_system(&self, kind: ResourceKind, used: u64, limit: u64) {
+        self.alert_on(None, kind, used, Some(limit), true);
+    }
+
+    fn alert_on(
+        &self,
+        tenant: Option<&str>,
+        kind: ResourceKind,
+        used: u64,
+        limit: Option<u64>,
+        system: bool,
+    ) {
         let Some(limit) = limit.filter(|l| *l > 0) else {
             return;
         };
@@ -349,7 +366,7 @@ impl ResourceManager {
         } else {
             0
         };
-        let key = (tenant.map(str::to_string), kind);
+        let key = (tenant.map(str::to_string), kind, system);
         let mut alerted = self.inner.alerted.lock();
         let prev = alerted.get(&key).copied().unwrap_or(0);
         if level == prev {
@@ -362,9 +379,15 @@ impl ResourceManager {
         alerted.insert(key, level);
         drop(alerted);
         if level > prev {
+            let scope = match (tenant, system) {
+                (_, true) => "system",
+                (Some(_), false) => "tenant",
+                (None, false) => "allocations",
+            };
             self.inner.events.publish(Event::ResourceAlerts {
                 kind,
                 tenant: tenant.map(str::to_string),
+                scope: scope.to_string(),
                 threshold_percent: level,
                 used,
                 limit,

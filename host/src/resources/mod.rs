@@ -294,8 +294,8 @@ struct Inner {
     limits: GlobalLimits,
     ledger: Mutex<Ledger>,
     quotas: RwLock<HashMap<(String, ResourceKind), u64>>,
-    /// Highest alert threshold already announced per (tenant or global, kind).
-    alerted: Mutex<HashMap<(Option<String>, ResourceKind), u32>>,
+    /// Highest alert threshold already announced per (tenant or global, kind, system?).
+    alerted: Mutex<HashMap<(Option<String>, ResourceKind, bool), u32>>,
     policy: RwLock<Arc<dyn QuotaPolicy>>,
     system: RwLock<UsageFn>,
     rates: RateLimits,

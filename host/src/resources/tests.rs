@@ -314,6 +314,22 @@ fn alerts_fire_once_per_threshold_crossing() {
         count, 3,
         "after falling below 80% the crossings are announced again"
     );
+    // Measured use has its own alert state and scope.
+    m.observe_system(ResourceKind::Connections, 90, 100);
+    m.observe_system(ResourceKind::Connections, 95, 100);
+    let system: Vec<u32> = bus
+        .recent(0)
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::ResourceAlerts {
+                scope,
+                threshold_percent,
+                ..
+            } if scope == "system" => Some(*threshold_percent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(system, vec![80]);
 }
 
 #[test]

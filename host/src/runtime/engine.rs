@@ -3,6 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -197,10 +198,14 @@ impl Hasher for Fnv {
 
 fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
     create_private_dir(dir)?;
+    // Unique per process and call, so concurrent loads of the same component never share
+    // a temporary file; the last rename wins, and both wrote the same bytes.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
-        std::process::id()
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::write(&tmp, data)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {

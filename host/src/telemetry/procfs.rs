@@ -231,5 +231,6 @@ pub fn fd_limit() -> Option<u64> {
     };
     // SAFETY: getrlimit writes one `rlimit` through a pointer to a live, aligned local.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    #[allow(clippy::unnecessary_cast)] // `rlim_t` is not u64 on every target
     (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
 }

@@ -15,7 +15,11 @@ pub struct Aging {
 
 impl Default for Aging {
     fn default() -> Self {
-        Aging { boost_ms: setting("boost_ms").and_then(|s| s.trim().parse().ok()).unwrap_or(1000) }
+        Aging {
+            boost_ms: setting("boost_ms")
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(1000),
+        }
     }
 }
 
@@ -34,7 +38,12 @@ mod tests {
     use rmhost_policy::testing::set_setting;
 
     fn w(priority: u8, enqueued_ms: u64) -> Waiter {
-        Waiter { tenant: "t".into(), priority, enqueued_ms, queue: "q".into() }
+        Waiter {
+            tenant: "t".into(),
+            priority,
+            enqueued_ms,
+            queue: "q".into(),
+        }
     }
 
     #[test]

@@ -76,7 +76,8 @@ impl Quota for FairQuota {
             && req.priority < self.fair_min_priority
             && self.memory_tight(system)
         {
-            let pct = (system.memory_used_bytes as u128 * 100 / system.memory_total_bytes as u128) as u64;
+            let pct =
+                (system.memory_used_bytes as u128 * 100 / system.memory_total_bytes as u128) as u64;
             return Decision::Deny(format!(
                 "system memory is {pct}% used (above {}%): memory requests below priority {} \
                  are refused until it drops",
@@ -126,10 +127,22 @@ mod tests {
     use rmhost_policy::{PressureLevel, testing::set_setting};
 
     fn req(kind: ResourceKind, amount: u64, priority: u8) -> Request {
-        Request { tenant: "t".into(), owner: "o".into(), kind, amount, priority }
+        Request {
+            tenant: "t".into(),
+            owner: "o".into(),
+            kind,
+            amount,
+            priority,
+        }
     }
     fn holder(id: u64, amount: u64, priority: u8) -> Holder {
-        Holder { allocation: id, owner: "x".into(), amount, priority, age_ms: 0 }
+        Holder {
+            allocation: id,
+            owner: "x".into(),
+            amount,
+            priority,
+            age_ms: 0,
+        }
     }
     fn usage(used: u64, total: u64) -> Usage {
         Usage {
@@ -144,15 +157,30 @@ mod tests {
         }
     }
     fn state(used: u64, limit: Option<u64>) -> TenantState {
-        TenantState { used, limit, allocations: 1 }
+        TenantState {
+            used,
+            limit,
+            allocations: 1,
+        }
     }
 
     #[test]
     fn grants_within_limit_and_when_unlimited() {
         let mut q = FairQuota::default();
         let s = usage(10, 100);
-        assert_eq!(q.decide(&req(ResourceKind::Memory, 50, 0), &state(50, Some(100)), &s, &[]), Decision::Grant);
-        assert_eq!(q.decide(&req(ResourceKind::Cpu, 500, 0), &state(50, None), &s, &[]), Decision::Grant);
+        assert_eq!(
+            q.decide(
+                &req(ResourceKind::Memory, 50, 0),
+                &state(50, Some(100)),
+                &s,
+                &[]
+            ),
+            Decision::Grant
+        );
+        assert_eq!(
+            q.decide(&req(ResourceKind::Cpu, 500, 0), &state(50, None), &s, &[]),
+            Decision::Grant
+        );
     }
 
     #[test]
@@ -161,10 +189,19 @@ mod tests {
         let s = usage(10, 100);
         let t = state(90, Some(100));
         let hs = [holder(1, 20, 0), holder(2, 30, 1), holder(3, 40, 1)];
-        assert_eq!(q.decide(&req(ResourceKind::Memory, 40, 5), &t, &s, &hs), Decision::Preempt(vec![1, 2]));
+        assert_eq!(
+            q.decide(&req(ResourceKind::Memory, 40, 5), &t, &s, &hs),
+            Decision::Preempt(vec![1, 2])
+        );
         // Priority 1 may only preempt priority 0: 20 is not enough for 30.
-        assert!(matches!(q.decide(&req(ResourceKind::Memory, 40, 1), &t, &s, &hs), Decision::Deny(_)));
-        assert!(matches!(q.decide(&req(ResourceKind::Memory, 101, 9), &t, &s, &hs), Decision::Deny(_)));
+        assert!(matches!(
+            q.decide(&req(ResourceKind::Memory, 40, 1), &t, &s, &hs),
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            q.decide(&req(ResourceKind::Memory, 101, 9), &t, &s, &hs),
+            Decision::Deny(_)
+        ));
     }
 
     #[test]
@@ -172,14 +209,38 @@ mod tests {
         let mut q = FairQuota::default();
         let tight = usage(91, 100);
         let unlimited = state(0, None);
-        let Decision::Deny(why) = q.decide(&req(ResourceKind::Memory, 1, 1), &unlimited, &tight, &[]) else {
+        let Decision::Deny(why) =
+            q.decide(&req(ResourceKind::Memory, 1, 1), &unlimited, &tight, &[])
+        else {
             panic!("expected a denial")
         };
         assert!(why.contains("91%"), "{why}");
-        assert_eq!(q.decide(&req(ResourceKind::Memory, 1, 2), &unlimited, &tight, &[]), Decision::Grant);
-        assert_eq!(q.decide(&req(ResourceKind::Cpu, 1, 0), &unlimited, &tight, &[]), Decision::Grant);
-        assert_eq!(q.decide(&req(ResourceKind::Memory, 1, 0), &unlimited, &usage(90, 100), &[]), Decision::Grant);
-        assert_eq!(q.decide(&req(ResourceKind::Memory, 1, 0), &unlimited, &usage(5, 0), &[]), Decision::Grant);
+        assert_eq!(
+            q.decide(&req(ResourceKind::Memory, 1, 2), &unlimited, &tight, &[]),
+            Decision::Grant
+        );
+        assert_eq!(
+            q.decide(&req(ResourceKind::Cpu, 1, 0), &unlimited, &tight, &[]),
+            Decision::Grant
+        );
+        assert_eq!(
+            q.decide(
+                &req(ResourceKind::Memory, 1, 0),
+                &unlimited,
+                &usage(90, 100),
+                &[]
+            ),
+            Decision::Grant
+        );
+        assert_eq!(
+            q.decide(
+                &req(ResourceKind::Memory, 1, 0),
+                &unlimited,
+                &usage(5, 0),
+                &[]
+            ),
+            Decision::Grant
+        );
     }
 
     #[test]
@@ -189,11 +250,27 @@ mod tests {
         let mut q = FairQuota::default();
         let s = usage(95, 100);
         assert!(matches!(
-            q.decide(&req(ResourceKind::Connections, 5, 0), &state(8, None), &s, &[]),
+            q.decide(
+                &req(ResourceKind::Connections, 5, 0),
+                &state(8, None),
+                &s,
+                &[]
+            ),
             Decision::Deny(_)
         ));
-        assert_eq!(q.decide(&req(ResourceKind::Connections, 2, 0), &state(8, Some(100)), &s, &[]), Decision::Grant);
-        assert!(matches!(q.decide(&req(ResourceKind::Memory, 1, 4), &state(0, None), &s, &[]), Decision::Deny(_)));
+        assert_eq!(
+            q.decide(
+                &req(ResourceKind::Connections, 2, 0),
+                &state(8, Some(100)),
+                &s,
+                &[]
+            ),
+            Decision::Grant
+        );
+        assert!(matches!(
+            q.decide(&req(ResourceKind::Memory, 1, 4), &state(0, None), &s, &[]),
+            Decision::Deny(_)
+        ));
         set_setting("limit.t.connections", None);
         set_setting("fair_min_priority", None);
     }

@@ -24,7 +24,12 @@ struct Node {
     live: bool,
 }
 
-const EMPTY: Node = Node { prev: NIL, next: NIL, size: 0, live: false };
+const EMPTY: Node = Node {
+    prev: NIL,
+    next: NIL,
+    size: 0,
+    live: false,
+};
 
 /// Least-recently-used eviction over dense ids.
 #[derive(Debug)]
@@ -37,7 +42,12 @@ pub struct Lru {
 
 impl Default for Lru {
     fn default() -> Self {
-        Lru { nodes: Vec::new(), head: NIL, tail: NIL, live: 0 }
+        Lru {
+            nodes: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            live: 0,
+        }
     }
 }
 
@@ -103,7 +113,9 @@ impl Lru {
     /// An access: moves a live `i` to the head, with a new size for an update.
     #[inline(always)]
     fn touch(&mut self, i: u32, size: Option<u64>) {
-        let Some(n) = self.nodes.get_mut(i as usize) else { return };
+        let Some(n) = self.nodes.get_mut(i as usize) else {
+            return;
+        };
         if !n.live {
             return;
         }
@@ -137,7 +149,11 @@ impl Eviction for Lru {
             self.touch(id, Some(size));
             return;
         }
-        self.nodes[id as usize] = Node { size, live: true, ..EMPTY };
+        self.nodes[id as usize] = Node {
+            size,
+            live: true,
+            ..EMPTY
+        };
         self.push_front(id);
         self.live += 1;
     }

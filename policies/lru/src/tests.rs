@@ -63,8 +63,9 @@ fn agrees_with_native_lru_on_random_traces() {
             let n = 1 + rng.below(64);
             for _ in 0..n {
                 let r = rng.below(100);
-                let ids: Vec<u64> =
-                    (0..live.len() as u64).filter(|&i| live[i as usize].is_some()).collect();
+                let ids: Vec<u64> = (0..live.len() as u64)
+                    .filter(|&i| live[i as usize].is_some())
+                    .collect();
                 if r < 35 || ids.is_empty() {
                     let id = live.iter().position(|s| s.is_none()).unwrap_or(live.len()) as u64;
                     let sz = 1 + rng.below(16);
@@ -110,7 +111,11 @@ fn agrees_with_native_lru_on_random_traces() {
             let a = observe(&mut wasm, &b, need, max);
             let e = native.observe(&b, need, max);
             assert_eq!(a, e, "seed {seed}: victims differ");
-            assert_eq!(wasm.ids_oldest_first(), native.ids_oldest_first(), "seed {seed}");
+            assert_eq!(
+                wasm.ids_oldest_first(),
+                native.ids_oldest_first(),
+                "seed {seed}"
+            );
             assert_eq!(wasm.len(), native.len());
             pending = a;
         }

@@ -32,15 +32,20 @@ impl Pressure for DefaultPressure {
         let mut out: Vec<Action> = caches
             .iter()
             .filter(|c| c.bytes > 0)
-            .map(|c| Action::TrimCache(Trim { cache: c.name.clone(), bytes: c.bytes.wrapping_mul(pct) / 100 }))
+            .map(|c| {
+                Action::TrimCache(Trim {
+                    cache: c.name.clone(),
+                    bytes: c.bytes.wrapping_mul(pct) / 100,
+                })
+            })
             .collect();
         if level == PressureLevel::Critical {
-            out.extend(
-                pools
-                    .iter()
-                    .filter(|p| p.idle > 0)
-                    .map(|p| Action::ShrinkPool(Shrink { pool: p.name.clone(), idle: p.idle })),
-            );
+            out.extend(pools.iter().filter(|p| p.idle > 0).map(|p| {
+                Action::ShrinkPool(Shrink {
+                    pool: p.name.clone(),
+                    idle: p.idle,
+                })
+            }));
             out.push(Action::ShedBelow(2));
             out.push(Action::PurgeAllocator);
             out.push(Action::Alert(format!(
@@ -72,11 +77,21 @@ mod tests {
     }
 
     fn cache(name: &str, bytes: u64) -> CacheStat {
-        CacheStat { name: name.into(), bytes, entries: 10, hit_ratio: 0.5 }
+        CacheStat {
+            name: name.into(),
+            bytes,
+            entries: 10,
+            hit_ratio: 0.5,
+        }
     }
 
     fn pool(name: &str, idle: u32) -> PoolStat {
-        PoolStat { name: name.into(), size: 8, idle, waiting: 0 }
+        PoolStat {
+            name: name.into(),
+            size: 8,
+            idle,
+            waiting: 0,
+        }
     }
 
     #[test]
@@ -85,21 +100,42 @@ mod tests {
         let pools = [pool("pg", 3), pool("busy", 0), pool("redis", 1)];
         let mut p = DefaultPressure;
         let s = usage(300 << 20);
-        assert!(p.respond(PressureLevel::Normal, &s, &caches, &pools).is_empty());
+        assert!(
+            p.respond(PressureLevel::Normal, &s, &caches, &pools)
+                .is_empty()
+        );
         assert_eq!(
             p.respond(PressureLevel::Warning, &s, &caches, &pools),
             vec![
-                Action::TrimCache(Trim { cache: "a".into(), bytes: 100 }),
-                Action::TrimCache(Trim { cache: "b".into(), bytes: 5 }),
+                Action::TrimCache(Trim {
+                    cache: "a".into(),
+                    bytes: 100
+                }),
+                Action::TrimCache(Trim {
+                    cache: "b".into(),
+                    bytes: 5
+                }),
             ]
         );
         assert_eq!(
             p.respond(PressureLevel::Critical, &s, &caches, &pools),
             vec![
-                Action::TrimCache(Trim { cache: "a".into(), bytes: 300 }),
-                Action::TrimCache(Trim { cache: "b".into(), bytes: 16 }),
-                Action::ShrinkPool(Shrink { pool: "pg".into(), idle: 3 }),
-                Action::ShrinkPool(Shrink { pool: "redis".into(), idle: 1 }),
+                Action::TrimCache(Trim {
+                    cache: "a".into(),
+                    bytes: 300
+                }),
+                Action::TrimCache(Trim {
+                    cache: "b".into(),
+                    bytes: 16
+                }),
+                Action::ShrinkPool(Shrink {
+                    pool: "pg".into(),
+                    idle: 3
+                }),
+                Action::ShrinkPool(Shrink {
+                    pool: "redis".into(),
+                    idle: 1
+                }),
                 Action::ShedBelow(2),
                 Action::PurgeAllocator,
                 Action::Alert("critical memory pressure: process RSS 300 MiB".into()),

@@ -63,8 +63,15 @@ struct Node {
     ghost_size: u64,
 }
 
-const EMPTY: Node =
-    Node { prev: NIL, next: NIL, size: 0, freq: 0, queue: Queue::None, ghost_stamp: 0, ghost_size: 0 };
+const EMPTY: Node = Node {
+    prev: NIL,
+    next: NIL,
+    size: 0,
+    freq: 0,
+    queue: Queue::None,
+    ghost_stamp: 0,
+    ghost_size: 0,
+};
 
 /// A FIFO threaded through the node array: push at head, evict from tail.
 #[derive(Debug, Clone, Copy)]
@@ -74,7 +81,11 @@ struct Fifo {
     bytes: u64,
 }
 
-const EMPTY_FIFO: Fifo = Fifo { head: NIL, tail: NIL, bytes: 0 };
+const EMPTY_FIFO: Fifo = Fifo {
+    head: NIL,
+    tail: NIL,
+    bytes: 0,
+};
 
 #[derive(Debug, Clone, Copy)]
 struct GhostEntry {
@@ -112,7 +123,8 @@ impl Default for S3Fifo {
             .and_then(|s| s.trim().parse::<u64>().ok())
             .filter(|p| (1..=90).contains(p))
             .unwrap_or(10);
-        let ghost_enabled = setting("ghost").is_none_or(|s| !matches!(s.trim(), "off" | "false" | "0"));
+        let ghost_enabled =
+            setting("ghost").is_none_or(|s| !matches!(s.trim(), "off" | "false" | "0"));
         S3Fifo::new(threshold, small_percent, ghost_enabled)
     }
 }
@@ -138,7 +150,11 @@ impl S3Fifo {
     }
 
     fn cap(&self) -> u64 {
-        if self.capacity > 0 { self.capacity } else { self.peak_bytes }
+        if self.capacity > 0 {
+            self.capacity
+        } else {
+            self.peak_bytes
+        }
     }
 
     fn small_target(&self) -> u64 {
@@ -154,7 +170,13 @@ impl S3Fifo {
     }
 
     fn unlink(&mut self, i: u32) {
-        let Node { prev, next, size, queue, .. } = self.nodes[i as usize];
+        let Node {
+            prev,
+            next,
+            size,
+            queue,
+            ..
+        } = self.nodes[i as usize];
         let f = self.fifo(queue);
         if prev == NIL {
             f.head = next;
@@ -218,7 +240,9 @@ impl S3Fifo {
         // The ghost holds as many bytes as main may.
         let limit = self.cap().saturating_sub(self.small_target());
         while self.ghost_bytes > limit {
-            let Some(g) = self.ghost.pop_front() else { break };
+            let Some(g) = self.ghost.pop_front() else {
+                break;
+            };
             if self.nodes[g.id as usize].ghost_stamp == g.stamp {
                 self.forget_ghost(g.id);
             }
@@ -226,7 +250,8 @@ impl S3Fifo {
         // Entries dropped early stay in the deque until popped; compact when they dominate.
         if self.ghost.len() > 2 * self.ghost_live + 64 {
             let nodes = &self.nodes;
-            self.ghost.retain(|g| nodes[g.id as usize].ghost_stamp == g.stamp);
+            self.ghost
+                .retain(|g| nodes[g.id as usize].ghost_stamp == g.stamp);
         }
     }
 
@@ -246,7 +271,9 @@ impl S3Fifo {
     }
 
     fn is_live(&self, i: u32) -> bool {
-        self.nodes.get(i as usize).is_some_and(|n| n.queue != Queue::None)
+        self.nodes
+            .get(i as usize)
+            .is_some_and(|n| n.queue != Queue::None)
     }
 
     fn set_size(&mut self, i: u32, size: u64) {
@@ -370,9 +397,13 @@ impl Eviction for S3Fifo {
     fn victims(&mut self, bytes_to_free: u64, max_count: u32, out: &mut Vec<u64>) {
         let mut freed = 0u64;
         while freed < bytes_to_free && out.len() < max_count as usize {
-            let from_small =
-                self.main.tail == NIL || (self.small.tail != NIL && self.small.bytes >= self.small_target());
-            let v = if from_small { self.evict_small() } else { self.evict_main() };
+            let from_small = self.main.tail == NIL
+                || (self.small.tail != NIL && self.small.bytes >= self.small_target());
+            let v = if from_small {
+                self.evict_small()
+            } else {
+                self.evict_main()
+            };
             let Some((id, size)) = v else { break };
             out.push(id as u64);
             freed = freed.saturating_add(size);

@@ -24,7 +24,11 @@ fn one_hit_wonders_leave_from_small_first() {
     }
     hit(&mut b, 0); // accessed once in small: moves to main when it reaches small's tail
     let v = observe(&mut p, &b, 10, 10);
-    assert_eq!(v, vec![1], "0 was accessed, so 1 is the first one-hit wonder");
+    assert_eq!(
+        v,
+        vec![1],
+        "0 was accessed, so 1 is the first one-hit wonder"
+    );
     let (small, main, ghost) = p.queue_bytes();
     assert_eq!((small, main, ghost), (80, 10, 10));
 }
@@ -129,7 +133,9 @@ fn random_traces_keep_the_invariants() {
                 rm(&mut b, &[id]);
             }
             for _ in 0..1 + rnd(40) {
-                let ids: Vec<u64> = (0..live.len() as u64).filter(|&i| live[i as usize].is_some()).collect();
+                let ids: Vec<u64> = (0..live.len() as u64)
+                    .filter(|&i| live[i as usize].is_some())
+                    .collect();
                 let r = rnd(100);
                 if r < 40 || ids.is_empty() {
                     let id = live.iter().position(|s| s.is_none()).unwrap_or(live.len());
@@ -164,7 +170,10 @@ fn random_traces_keep_the_invariants() {
                 assert!(seen.insert(id), "seed {seed}: {id} answered twice");
                 freed += live[id as usize].expect("victims are live");
             }
-            assert!(freed >= need || v.len() == max as usize, "seed {seed}: short answer");
+            assert!(
+                freed >= need || v.len() == max as usize,
+                "seed {seed}: short answer"
+            );
             let (small, main, _) = p.queue_bytes();
             assert_eq!(small + main + freed, used, "seed {seed}: byte accounting");
             pending = v;

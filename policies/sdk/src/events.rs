@@ -80,7 +80,12 @@ pub fn encode(out: &mut Vec<u64>, kind: EventKind, id: u64, size: u64, priority:
 ///
 /// The answer never exceeds `max_count` ids (more would be a malformed answer).
 #[inline]
-pub fn observe<P: Eviction>(policy: &mut P, events: &[u64], bytes_to_free: u64, max_count: u32) -> Vec<u64> {
+pub fn observe<P: Eviction>(
+    policy: &mut P,
+    events: &[u64],
+    bytes_to_free: u64,
+    max_count: u32,
+) -> Vec<u64> {
     let (chunks, _partial) = events.as_chunks::<3>();
     for chunk in chunks {
         let Some(ev) = decode(chunk) else { continue };
@@ -111,11 +116,20 @@ mod tests {
         let ev = decode(&[b[0], b[1], b[2]]).unwrap();
         assert_eq!(
             ev,
-            Event { id: 42, size: u64::MAX, at_ms: (1 << 48) - 1, kind: EventKind::Update, priority: 255 }
+            Event {
+                id: 42,
+                size: u64::MAX,
+                at_ms: (1 << 48) - 1,
+                kind: EventKind::Update,
+                priority: 255
+            }
         );
         encode(&mut b, EventKind::Remove, 0, 0, 0, 7);
         let ev = decode(&[b[3], b[4], b[5]]).unwrap();
-        assert_eq!((ev.kind, ev.id, ev.at_ms, ev.priority), (EventKind::Remove, 0, 7, 0));
+        assert_eq!(
+            (ev.kind, ev.id, ev.at_ms, ev.priority),
+            (EventKind::Remove, 0, 7, 0)
+        );
     }
 
     #[test]
@@ -161,12 +175,24 @@ mod tests {
         encode(&mut b, EventKind::Remove, 3, 0, 0, 13);
         b.extend([9, 9]); // trailing partial event: ignored
         let mut r = Recorder::default();
-        assert!(observe(&mut r, &b, 0, 10).is_empty(), "no answer without bytes to free");
+        assert!(
+            observe(&mut r, &b, 0, 10).is_empty(),
+            "no answer without bytes to free"
+        );
         assert_eq!(
             r.calls,
-            vec![('i', 3, 100, 7, 10), ('h', 3, 0, 0, 11), ('u', 3, 50, 1, 12), ('r', 3, 0, 0, 0)]
+            vec![
+                ('i', 3, 100, 7, 10),
+                ('h', 3, 0, 0, 11),
+                ('u', 3, 50, 1, 12),
+                ('r', 3, 0, 0, 0)
+            ]
         );
-        assert_eq!(observe(&mut r, &[], 64, 3), vec![1, 2, 3], "truncated to max_count");
+        assert_eq!(
+            observe(&mut r, &[], 64, 3),
+            vec![1, 2, 3],
+            "truncated to max_count"
+        );
         assert_eq!(r.calls.last(), Some(&('v', 0, 64, 0, 0)));
         assert!(observe(&mut r, &[], 64, 0).is_empty());
     }

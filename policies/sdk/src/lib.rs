@@ -131,6 +131,12 @@ pub mod __private {
     // SAFETY: see the type's docs: one thread, no re-entrance.
     unsafe impl<T> Sync for Slot<T> {}
 
+    impl<T: Default> Default for Slot<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
     impl<T: Default> Slot<T> {
         pub const fn new() -> Self {
             Slot(UnsafeCell::new(None))

@@ -11,10 +11,14 @@ fn main() -> Result<()> {
         bail!("usage: wit-bindgen-c-gen WIT_DIR WORLD OUT_DIR");
     };
     let mut resolve = Resolve::default();
-    let (pkg, _) = resolve.push_path(wit).with_context(|| format!("parsing {wit}"))?;
+    let (pkg, _) = resolve
+        .push_path(wit)
+        .with_context(|| format!("parsing {wit}"))?;
     let world_id = resolve.select_world(&[pkg], Some(world))?;
     let mut files = Files::default();
-    wit_bindgen_c::Opts::default().build().generate(&mut resolve, world_id, &mut files)?;
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&mut resolve, world_id, &mut files)?;
     std::fs::create_dir_all(out)?;
     for (name, bytes) in files.iter() {
         let path = std::path::Path::new(out).join(name);
