@@ -185,7 +185,8 @@ fn event_stream(n: usize, ids: u64) -> Vec<u64> {
 fn main() {
     let bus = EventBus::new();
     let (ev_bytes, ev_label) = policy_bytes("lru", wat_eviction);
-    let (qp_bytes, qp_label) = policy_bytes("quota", wat_quota_priority);
+    let (q_bytes, q_label) = policy_bytes("fair-quota", wat_quota_priority);
+    let (p_bytes, p_label) = policy_bytes("aging-priority", wat_quota_priority);
 
     // ---- compile, with and without the artifact cache --------------------------------
     let cache = std::env::temp_dir().join(format!("rmhost-bench-cwasm-{}", std::process::id()));
@@ -224,7 +225,6 @@ fn main() {
     );
 
     // ---- per-call, each kind ---------------------------------------------------------
-    let qp = rt.load_bytes("qp", &qp_bytes);
     let sys = SystemUsage::default();
     let req = QuotaRequest {
         tenant: "t".into(),
@@ -250,34 +250,35 @@ fn main() {
     let native_p = per_call(100_000, || {
         black_box(NativePriority::default().rank(&w));
     });
-    match qp {
-        Ok(info) => {
-            for k in &info.kinds {
-                rt.bind(None, *k, Some("qp")).expect("bind");
-            }
-            let (q, p) = (rt.quota_policy(), rt.priority_policy());
-            if info.kinds.contains(&PolicyKind::Quota) {
-                let wasm = per_call(50_000, || {
-                    black_box(q.decide(&req, &ts, &sys, &[]));
-                });
-                println!(
-                    "quota decide: native {:.0} ns, wasm {:.0} ns ({qp_label})",
-                    ns(native_q),
-                    ns(wasm)
-                );
-            }
-            if info.kinds.contains(&PolicyKind::Priority) {
-                let wasm = per_call(50_000, || {
-                    black_box(p.rank(&w));
-                });
-                println!(
-                    "priority rank: native {:.0} ns, wasm {:.0} ns ({qp_label})",
-                    ns(native_p),
-                    ns(wasm)
-                );
-            }
+    let bind = |name: &str, bytes: &[u8], kind: PolicyKind| match rt.load_bytes(name, bytes) {
+        Ok(info) if info.kinds.contains(&kind) => rt.bind(None, kind, Some(name)).is_ok(),
+        Ok(_) => false,
+        Err(e) => {
+            println!("{kind} wasm: not measured ({e})");
+            false
         }
-        Err(e) => println!("quota/priority wasm: not measured ({e})"),
+    };
+    if bind("q", &q_bytes, PolicyKind::Quota) {
+        let q = rt.quota_policy();
+        let wasm = per_call(50_000, || {
+            black_box(q.decide(&req, &ts, &sys, &[]));
+        });
+        println!(
+            "quota decide: native {:.0} ns, wasm {:.0} ns ({q_label})",
+            ns(native_q),
+            ns(wasm)
+        );
+    }
+    if bind("p", &p_bytes, PolicyKind::Priority) {
+        let p = rt.priority_policy();
+        let wasm = per_call(50_000, || {
+            black_box(p.rank(&w));
+        });
+        println!(
+            "priority rank: native {:.0} ns, wasm {:.0} ns ({p_label})",
+            ns(native_p),
+            ns(wasm)
+        );
     }
     let caches = [CacheStat {
         name: "c".into(),
@@ -294,25 +295,26 @@ fn main() {
     let native_pr = per_call(100_000, || {
         black_box(NativePressure.respond(PressureLevel::Warning, &sys, &caches, &pools));
     });
-    let pr_path = policies_dir().join("pressure.wasm");
-    match rt.load_file(&pr_path) {
-        Ok(_) => {
-            rt.bind(None, PolicyKind::Pressure, Some("pressure"))
-                .expect("bind");
-            let pp = rt.pressure_policy();
-            let wasm = per_call(20_000, || {
-                black_box(pp.respond(PressureLevel::Warning, &sys, &caches, &pools));
-            });
+    for name in ["pressure-default", "pressure-py"] {
+        let path = policies_dir().join(format!("{name}.wasm"));
+        if rt.load_file(&path).is_err() {
             println!(
-                "pressure respond: native {:.0} ns, wasm {:.0} ns (policies/pressure.wasm)",
-                ns(native_pr),
-                ns(wasm)
+                "pressure respond: native {:.0} ns, wasm not measured (no policies/{name}.wasm)",
+                ns(native_pr)
             );
+            continue;
         }
-        Err(_) => println!(
-            "pressure respond: native {:.0} ns, wasm not measured (no policies/pressure.wasm)",
-            ns(native_pr)
-        ),
+        rt.bind(None, PolicyKind::Pressure, Some(name))
+            .expect("bind");
+        let pp = rt.pressure_policy();
+        let wasm = per_call(20_000, || {
+            black_box(pp.respond(PressureLevel::Warning, &sys, &caches, &pools));
+        });
+        println!(
+            "pressure respond: native {:.0} ns, wasm {:.0} ns (policies/{name}.wasm)",
+            ns(native_pr),
+            ns(wasm)
+        );
     }
 
     // ---- eviction observe per event, by batch size -------------------------------------

@@ -178,6 +178,70 @@ pub enum Event {
         /// The alert's text.
         message: String,
     },
+    /// A cache entry left without being removed by its owner: evicted by the policy,
+    /// rejected by its admission, or expired. How remote users of accounting caches
+    /// learn of evictions.
+    CacheEvicted {
+        /// Cache name.
+        cache: String,
+        /// The entry's key.
+        key: String,
+        /// `evicted`, `rejected`, `expired` or `explicit`.
+        reason: String,
+    },
+    /// The leak detector flagged something (see `memory::leaks`).
+    LeakDetected {
+        /// `trend`, `stale_allocation` or `instance_growth`.
+        kind: String,
+        /// What leaks: `rss`, `cache:NAME`, `tenant:NAME`, `allocation:ID`, `policy:NAME`.
+        subject: String,
+        /// Growth rate, bytes per minute (0 for stale allocations).
+        bytes_per_minute: f64,
+        /// 0-1: how sure the detector is.
+        confidence: f64,
+        /// Human-readable summary.
+        message: String,
+    },
+    /// A pressure action was carried out (or failed).
+    PressureAction {
+        /// The pressure level that asked for it.
+        level: PressureLevel,
+        /// The action.
+        action: crate::policy::PressureAction,
+        /// What happened (`trimmed 1048576 bytes`, `no such cache`, ...).
+        outcome: String,
+    },
+    /// A pool's circuit breaker opened: callers fail fast until a probe succeeds.
+    CircuitOpened {
+        /// Pool (`postgres/main`, `redis/cache`).
+        pool: String,
+        /// Why it opened (the last failure, or exhaustion).
+        reason: String,
+    },
+    /// A pool's circuit breaker closed after a successful probe.
+    CircuitClosed {
+        /// Pool.
+        pool: String,
+    },
+    /// A pool's periodic metrics snapshot (every metrics interval).
+    PoolMetrics {
+        /// Pool.
+        pool: String,
+        /// Open connections.
+        size: u32,
+        /// Idle connections.
+        idle: u32,
+        /// Connections handed out.
+        in_use: u32,
+        /// Callers waiting.
+        waiting: u32,
+        /// Successful acquires since start.
+        acquires: u64,
+        /// Acquire timeouts since start.
+        timeouts: u64,
+        /// `closed`, `open` or `half_open`.
+        circuit: String,
+    },
     /// The daemon is shutting down.
     Shutdown {
         /// Why (`SIGTERM`, `SIGINT`).
@@ -204,6 +268,12 @@ impl Event {
             Event::PolicyQuarantined { .. } => "PolicyQuarantined",
             Event::MemoryPressure { .. } => "MemoryPressure",
             Event::Alert { .. } => "Alert",
+            Event::CacheEvicted { .. } => "CacheEvicted",
+            Event::LeakDetected { .. } => "LeakDetected",
+            Event::PressureAction { .. } => "PressureAction",
+            Event::CircuitOpened { .. } => "CircuitOpened",
+            Event::CircuitClosed { .. } => "CircuitClosed",
+            Event::PoolMetrics { .. } => "PoolMetrics",
             Event::Shutdown { .. } => "Shutdown",
         }
     }

@@ -7,12 +7,18 @@
 //! the only module that sees wasmtime.
 
 mod events;
+mod fifo;
 mod lru;
 mod native;
+mod s3fifo;
+mod sieve;
 
 pub use events::{EventKind, PackedEvent, decode_event, encode_event};
+pub use fifo::NativeFifo;
 pub use lru::NativeLru;
 pub use native::{NativePressure, NativePriority, NativeQuota};
+pub use s3fifo::NativeS3Fifo;
+pub use sieve::NativeSieve;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -273,6 +273,9 @@ impl Clock for ManualClock {
     }
 }
 
+/// (tenant or `None` for global, kind, measured by telemetry rather than the ledger).
+type AlertKey = (Option<String>, ResourceKind, bool);
+
 type UsageFn = Arc<dyn Fn() -> SystemUsage + Send + Sync>;
 
 /// The resource manager. Cheap to clone.
@@ -295,7 +298,7 @@ struct Inner {
     ledger: Mutex<Ledger>,
     quotas: RwLock<HashMap<(String, ResourceKind), u64>>,
     /// Highest alert threshold already announced per (tenant or global, kind, system?).
-    alerted: Mutex<HashMap<(Option<String>, ResourceKind, bool), u32>>,
+    alerted: Mutex<HashMap<AlertKey, u32>>,
     policy: RwLock<Arc<dyn QuotaPolicy>>,
     system: RwLock<UsageFn>,
     rates: RateLimits,

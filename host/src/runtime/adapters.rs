@@ -209,9 +209,14 @@ impl WasmEviction {
             .and_then(|s| s.serving())
             .filter(|(_, v)| v.has(PolicyKind::Eviction));
         let same = match (&self.active, &want) {
-            (Active::Wasm { generation, version, .. }, Some((g, v))) => {
-                *generation == *g && Arc::ptr_eq(version, v)
-            }
+            (
+                Active::Wasm {
+                    generation,
+                    version,
+                    ..
+                },
+                Some((g, v)),
+            ) => *generation == *g && Arc::ptr_eq(version, v),
             // A native LRU keeps its state whatever the reason it serves.
             (Active::Native(_), None) => true,
             _ => false,
@@ -222,7 +227,11 @@ impl WasmEviction {
         self.active = match want {
             Some((generation, version)) => {
                 self.name = version.name().to_string();
-                Active::Wasm { version, generation, inst: None }
+                Active::Wasm {
+                    version,
+                    generation,
+                    inst: None,
+                }
             }
             None => {
                 self.name = "builtin:lru".into();

@@ -159,11 +159,22 @@ pub(crate) fn eviction_conformance(
     let mut free: BTreeSet<u64> = BTreeSet::new();
     let mut batch = Vec::new();
     let ev = |batch: &mut Vec<u64>, kind, id, size, at_ms| {
-        encode_event(batch, &PackedEvent { id, size, at_ms, kind, priority: 0 });
+        encode_event(
+            batch,
+            &PackedEvent {
+                id,
+                size,
+                at_ms,
+                kind,
+                priority: 0,
+            },
+        );
     };
     for op in 0..ops {
         rep.ops = op + 1;
-        let live: Vec<u64> = (0..sizes.len() as u64).filter(|i| sizes[*i as usize].is_some()).collect();
+        let live: Vec<u64> = (0..sizes.len() as u64)
+            .filter(|i| sizes[*i as usize].is_some())
+            .collect();
         let r = next(&mut rng) % 100;
         let at = u64::from(op);
         if r < 40 || live.is_empty() {
@@ -176,7 +187,13 @@ pub(crate) fn eviction_conformance(
             ev(&mut batch, EventKind::Insert, id, size, at);
         } else if r < 70 {
             let id = live[(next(&mut rng) % live.len() as u64) as usize];
-            ev(&mut batch, EventKind::Hit, id, sizes[id as usize].unwrap_or(0), at);
+            ev(
+                &mut batch,
+                EventKind::Hit,
+                id,
+                sizes[id as usize].unwrap_or(0),
+                at,
+            );
         } else if r < 80 {
             let id = live[(next(&mut rng) % live.len() as u64) as usize];
             let size = 1 + next(&mut rng) % 4096;
@@ -193,14 +210,21 @@ pub(crate) fn eviction_conformance(
             let bytes = 1 + next(&mut rng) % (total / 4 + 1);
             // Mostly room for every live id (then freeing `bytes` is possible), sometimes a
             // tight count to check the bound.
-            let max = if next(&mut rng) % 4 == 0 { 1 + (next(&mut rng) % 3) as u32 } else { live.len() as u32 };
+            let max = if next(&mut rng) % 4 == 0 {
+                1 + (next(&mut rng) % 3) as u32
+            } else {
+                live.len() as u32
+            };
             let got = match v.observe(&mut inst, &batch, bytes, max) {
                 Ok(g) => g,
                 Err(f) => return fail(rep, format!("op {op}: {}", f.0)),
             };
             let want = native.observe(&batch, bytes, max);
             batch.clear();
-            if let Some(bad) = got.iter().find(|id| sizes.get(**id as usize).copied().flatten().is_none()) {
+            if let Some(bad) = got
+                .iter()
+                .find(|id| sizes.get(**id as usize).copied().flatten().is_none())
+            {
                 return fail(rep, format!("op {op}: victim {bad} is not a live id"));
             }
             let mut seen = BTreeSet::new();
@@ -209,16 +233,22 @@ pub(crate) fn eviction_conformance(
             }
             let freed: u64 = got.iter().filter_map(|i| sizes[*i as usize]).sum();
             if max as usize >= live.len() && total >= bytes && freed < bytes {
-                return fail(rep, format!(
-                    "op {op}: asked to free {bytes} bytes (of {total} live) with room for every \
+                return fail(
+                    rep,
+                    format!(
+                        "op {op}: asked to free {bytes} bytes (of {total} live) with room for every \
                      entry, but the victims free only {freed}"
-                ));
+                    ),
+                );
             }
             if compare_lru && got != want {
-                return fail(rep, format!(
-                    "op {op}: victims {got:?} differ from the native LRU's {want:?} \
+                return fail(
+                    rep,
+                    format!(
+                        "op {op}: victims {got:?} differ from the native LRU's {want:?} \
                      (free {bytes} bytes, at most {max})"
-                ));
+                    ),
+                );
             }
             for id in got {
                 sizes[id as usize] = None;

@@ -1,7 +1,7 @@
 //! Conversions between the generated WIT types and `crate::policy`'s domain types, at the
 //! edge, so no generated type escapes `runtime/`.
 
-use super::bindings::{priority, pressure, quota, wit_types};
+use super::bindings::{pressure, priority, quota, wit_types};
 use crate::policy::{
     CacheStat, Holder, PoolStat, PressureAction, PressureLevel, QuotaDecision, QuotaRequest,
     ResourceKind, SystemUsage, TenantState, Waiter,

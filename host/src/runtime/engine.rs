@@ -203,7 +203,9 @@ fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()>
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
         ".{}.{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("artifact"),
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     ));

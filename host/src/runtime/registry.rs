@@ -36,7 +36,9 @@ pub(crate) struct PolicySlot {
 
 impl std::fmt::Debug for PolicySlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicySlot").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("PolicySlot")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -47,7 +49,8 @@ impl PolicySlot {
             return None;
         }
         let cur = self.current.read();
-        cur.as_ref().map(|v| (self.generation.load(Relaxed), v.clone()))
+        cur.as_ref()
+            .map(|v| (self.generation.load(Relaxed), v.clone()))
     }
 
     fn current(&self) -> Option<Arc<PolicyVersion>> {
@@ -80,7 +83,9 @@ pub(crate) struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("pooling", &self.pooling).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("pooling", &self.pooling)
+            .finish_non_exhaustive()
     }
 }
 
@@ -180,7 +185,10 @@ impl PolicyRuntime {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(source) => {
-                let e = RuntimeError::Io { path: path.to_path_buf(), source };
+                let e = RuntimeError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                };
                 self.shared.events.publish(Event::PolicyReloadFailed {
                     name: name.clone(),
                     reason: e.to_string(),
@@ -215,7 +223,9 @@ impl PolicyRuntime {
         {
             return Ok(self.info(&slot, &cur));
         }
-        let built = sh.build(name, bytes, path).and_then(|v| v.smoke().map(|_| v));
+        let built = sh
+            .build(name, bytes, path)
+            .and_then(|v| v.smoke().map(|_| v));
         let v = match built {
             Ok(v) => Arc::new(v),
             Err(reason) => {
@@ -223,7 +233,10 @@ impl PolicyRuntime {
                     name: name.to_string(),
                     reason: reason.clone(),
                 });
-                return Err(RuntimeError::Invalid { name: name.to_string(), reason });
+                return Err(RuntimeError::Invalid {
+                    name: name.to_string(),
+                    reason,
+                });
             }
         };
         {
@@ -262,7 +275,9 @@ impl PolicyRuntime {
         }
         *slot.current.write() = None;
         slot.generation.fetch_add(1, Relaxed);
-        sh.events.publish(Event::PolicyUnloaded { name: name.to_string() });
+        sh.events.publish(Event::PolicyUnloaded {
+            name: name.to_string(),
+        });
         Ok(())
     }
 
@@ -332,7 +347,11 @@ impl PolicyRuntime {
         let mut out: Vec<BindingInfo> = b
             .defaults
             .iter()
-            .map(|(k, p)| BindingInfo { tenant: None, kind: *k, policy: p.clone() })
+            .map(|(k, p)| BindingInfo {
+                tenant: None,
+                kind: *k,
+                policy: p.clone(),
+            })
             .chain(b.tenants.iter().flat_map(|(t, m)| {
                 m.iter().map(|(k, p)| BindingInfo {
                     tenant: Some(t.clone()),
@@ -511,7 +530,11 @@ pub(crate) fn policy_name(path: &Path) -> Result<String, RuntimeError> {
 }
 
 fn kinds_list(kinds: &[PolicyKind]) -> String {
-    kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn fmt_duration(d: Duration) -> String {

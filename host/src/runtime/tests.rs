@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::events::{Envelope, Event, EventBus};
 use crate::policy::{
-    Holder, NativeQuota, PolicyKind, QuotaDecision, QuotaPolicy, QuotaRequest,
-    ResourceKind, SystemUsage, TenantState,
+    Holder, NativeQuota, PolicyKind, QuotaDecision, QuotaPolicy, QuotaRequest, ResourceKind,
+    SystemUsage, TenantState,
 };
 
 fn opts() -> RuntimeOptions {
@@ -40,7 +40,11 @@ fn wait_for(bus: &EventBus, after: u64, f: impl Fn(&Event) -> bool) -> std::sync
         if let Some(e) = bus.recent(after).into_iter().find(|e| f(&e.event)) {
             return e;
         }
-        assert!(t0.elapsed() < Duration::from_secs(5), "no such event; saw {:?}", names(bus));
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no such event; saw {:?}",
+            names(bus)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -79,10 +83,14 @@ fn holders() -> Vec<Holder> {
 #[test]
 fn wat_components_load_with_their_kinds() {
     let (rt, bus) = runtime();
-    let info = rt.load_bytes("tricky", wat::eviction_tricky().as_bytes()).unwrap();
+    let info = rt
+        .load_bytes("tricky", wat::eviction_tricky().as_bytes())
+        .unwrap();
     assert_eq!(info.kinds, vec![PolicyKind::Eviction]);
     assert_eq!(info.hash.len(), 64);
-    let info = rt.load_bytes("deny", wat::quota_deny_all().as_bytes()).unwrap();
+    let info = rt
+        .load_bytes("deny", wat::quota_deny_all().as_bytes())
+        .unwrap();
     assert_eq!(info.kinds, vec![PolicyKind::Quota]);
     assert_eq!(names(&bus), ["PolicyLoaded", "PolicyLoaded"]);
     assert_eq!(rt.list().len(), 2);
@@ -93,20 +101,30 @@ fn wat_components_load_with_their_kinds() {
 #[test]
 fn deadline_fault_rebuilds_the_eviction_instance() {
     let (rt, bus) = runtime();
-    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes()).unwrap();
+    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes())
+        .unwrap();
     let mut ev = rt.eviction_policy("default", Some("tricky"));
     ev.configure(1 << 20, 16);
     assert_eq!(ev.observe(&inserts(), 100, 4), vec![0]);
     assert_eq!(ev.name(), "tricky");
     let t0 = Instant::now();
     assert!(ev.observe(&[], 1001, 4).is_empty());
-    assert!(t0.elapsed() < Duration::from_secs(1), "deadline not enforced");
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "deadline not enforced"
+    );
     assert!(ev.needs_replay());
     let info = rt.get("tricky").unwrap();
     assert_eq!(info.faults, 1);
     assert!(!info.quarantined);
     let fault = wait_for(&bus, 0, |e| matches!(e, Event::PolicyFault { .. }));
-    let Event::PolicyFault { reason, kind, faults_in_window, .. } = &fault.event else {
+    let Event::PolicyFault {
+        reason,
+        kind,
+        faults_in_window,
+        ..
+    } = &fault.event
+    else {
         unreachable!()
     };
     assert!(reason.contains("deadline"), "{reason}");
@@ -127,12 +145,15 @@ fn memory_bomb_past_the_cap_is_a_fault_and_the_host_is_fine() {
         },
     );
     let (rt, bus) = runtime_with(o);
-    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes()).unwrap();
+    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes())
+        .unwrap();
     let mut ev = rt.eviction_policy("default", Some("tricky"));
     assert!(ev.observe(&inserts(), 1002, 4).is_empty());
     assert!(ev.needs_replay());
     let fault = wait_for(&bus, 0, |e| matches!(e, Event::PolicyFault { .. }));
-    let Event::PolicyFault { reason, .. } = &fault.event else { unreachable!() };
+    let Event::PolicyFault { reason, .. } = &fault.event else {
+        unreachable!()
+    };
     assert!(reason.contains("memory cap"), "{reason}");
     assert_eq!(ev.observe(&inserts(), 100, 4), vec![0]);
 }
@@ -140,31 +161,38 @@ fn memory_bomb_past_the_cap_is_a_fault_and_the_host_is_fine() {
 #[test]
 fn trap_is_a_fault() {
     let (rt, bus) = runtime();
-    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes()).unwrap();
+    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes())
+        .unwrap();
     let mut ev = rt.eviction_policy("default", Some("tricky"));
     assert!(ev.observe(&inserts(), 1003, 4).is_empty());
     assert!(ev.needs_replay());
     let fault = wait_for(&bus, 0, |e| matches!(e, Event::PolicyFault { .. }));
-    let Event::PolicyFault { reason, .. } = &fault.event else { unreachable!() };
+    let Event::PolicyFault { reason, .. } = &fault.event else {
+        unreachable!()
+    };
     assert!(reason.contains("trapped"), "{reason}");
 }
 
 #[test]
 fn more_victims_than_max_count_is_malformed() {
     let (rt, bus) = runtime();
-    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes()).unwrap();
+    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes())
+        .unwrap();
     let mut ev = rt.eviction_policy("default", Some("tricky"));
     assert!(ev.observe(&inserts(), 1004, 2).is_empty());
     assert!(ev.needs_replay());
     let fault = wait_for(&bus, 0, |e| matches!(e, Event::PolicyFault { .. }));
-    let Event::PolicyFault { reason, .. } = &fault.event else { unreachable!() };
+    let Event::PolicyFault { reason, .. } = &fault.event else {
+        unreachable!()
+    };
     assert!(reason.contains("3 victims where at most 2"), "{reason}");
 }
 
 #[test]
 fn preempt_of_an_unknown_id_falls_back_to_native_quota() {
     let (rt, bus) = runtime();
-    rt.load_bytes("preempt", wat::quota_preempt_unknown().as_bytes()).unwrap();
+    rt.load_bytes("preempt", wat::quota_preempt_unknown().as_bytes())
+        .unwrap();
     rt.bind(None, PolicyKind::Quota, Some("preempt")).unwrap();
     let q = rt.quota_policy();
     let r = req("t", 20);
@@ -173,7 +201,9 @@ fn preempt_of_an_unknown_id_falls_back_to_native_quota() {
     assert_eq!(native, QuotaDecision::Preempt(vec![7]));
     assert_eq!(q.decide(&r, &TS, &s, &holders()), native);
     let fault = wait_for(&bus, 0, |e| matches!(e, Event::PolicyFault { .. }));
-    let Event::PolicyFault { reason, kind, .. } = &fault.event else { unreachable!() };
+    let Event::PolicyFault { reason, kind, .. } = &fault.event else {
+        unreachable!()
+    };
     assert_eq!(*kind, PolicyKind::Quota);
     assert!(reason.contains("999"), "{reason}");
 }
@@ -183,7 +213,8 @@ fn repeated_faults_quarantine_until_a_new_version() {
     let mut o = opts();
     o.max_faults = 3;
     let (rt, bus) = runtime_with(o);
-    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes()).unwrap();
+    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes())
+        .unwrap();
     rt.bind(None, PolicyKind::Eviction, Some("tricky")).unwrap();
     let mut ev = rt.eviction_policy("default", None);
     for _ in 0..3 {
@@ -193,7 +224,11 @@ fn repeated_faults_quarantine_until_a_new_version() {
     assert!(info.quarantined);
     assert_eq!(info.faults, 3);
     wait_for(&bus, 0, |e| matches!(e, Event::PolicyQuarantined { .. }));
-    wait_for(&bus, 0, |e| matches!(e, Event::Alert { message } if message.contains("tricky")));
+    wait_for(
+        &bus,
+        0,
+        |e| matches!(e, Event::Alert { message } if message.contains("tricky")),
+    );
     // Quarantined: the cache runs on the native LRU (fed by the replay).
     assert_eq!(ev.observe(&inserts(), 100, 4), vec![0]);
     assert_eq!(ev.name(), "builtin:lru");
@@ -211,12 +246,14 @@ fn repeated_faults_quarantine_until_a_new_version() {
 #[test]
 fn a_new_version_asks_existing_caches_for_a_warm_handoff() {
     let (rt, _) = runtime();
-    rt.load_bytes("p", wat::eviction_tricky().as_bytes()).unwrap();
+    rt.load_bytes("p", wat::eviction_tricky().as_bytes())
+        .unwrap();
     let mut ev = rt.eviction_policy("default", Some("p"));
     assert_eq!(ev.observe(&inserts(), 100, 4), vec![0]);
     assert!(!ev.needs_replay());
     // The same bytes are a no-op; different bytes are a new version.
-    rt.load_bytes("p", wat::eviction_tricky().as_bytes()).unwrap();
+    rt.load_bytes("p", wat::eviction_tricky().as_bytes())
+        .unwrap();
     assert_eq!(ev.observe(&[], 0, 4), Vec::<u64>::new());
     assert!(!ev.needs_replay());
     let v2 = wat::eviction_tricky().replace("(component", "(component ;; v2\n");
@@ -232,7 +269,10 @@ fn a_component_exporting_nothing_known_is_rejected_with_the_reason() {
     let (rt, bus) = runtime();
     let err = rt.load_bytes("empty", b"(component)").unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("policy empty rejected") && msg.contains("exports none"), "{msg}");
+    assert!(
+        msg.contains("policy empty rejected") && msg.contains("exports none"),
+        "{msg}"
+    );
     let Event::PolicyReloadFailed { name, reason } = &bus.recent(0)[0].event else {
         panic!("expected PolicyReloadFailed, saw {:?}", names(&bus))
     };
@@ -245,20 +285,32 @@ fn a_component_exporting_nothing_known_is_rejected_with_the_reason() {
 fn an_unknown_import_is_rejected_by_name() {
     let (rt, _) = runtime();
     let wat = r#"(component (import "acme:net/socket" (instance)))"#;
-    let msg = rt.load_bytes("net", wat.as_bytes()).unwrap_err().to_string();
+    let msg = rt
+        .load_bytes("net", wat.as_bytes())
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("`acme:net/socket`"), "{msg}");
-    let msg = rt.load_bytes("junk", b"\0asm garbage").unwrap_err().to_string();
+    let msg = rt
+        .load_bytes("junk", b"\0asm garbage")
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("not a valid WebAssembly component"), "{msg}");
 }
 
 #[test]
 fn binding_checks_and_unload_falls_back_to_native() {
     let (rt, bus) = runtime();
-    rt.load_bytes("deny", wat::quota_deny_all().as_bytes()).unwrap();
-    let e = rt.bind(None, PolicyKind::Eviction, Some("deny")).unwrap_err();
+    rt.load_bytes("deny", wat::quota_deny_all().as_bytes())
+        .unwrap();
+    let e = rt
+        .bind(None, PolicyKind::Eviction, Some("deny"))
+        .unwrap_err();
     assert!(e.to_string().contains("does not implement eviction"), "{e}");
     assert!(rt.bind(None, PolicyKind::Quota, Some("nope")).is_err());
-    assert_eq!(rt.bind_defaults_for("deny").unwrap(), vec![PolicyKind::Quota]);
+    assert_eq!(
+        rt.bind_defaults_for("deny").unwrap(),
+        vec![PolicyKind::Quota]
+    );
     assert_eq!(rt.bindings().len(), 1);
     let q = rt.quota_policy();
     let s = SystemUsage::default();
@@ -276,8 +328,10 @@ fn binding_checks_and_unload_falls_back_to_native() {
 #[test]
 fn per_tenant_binding_overrides_the_default() {
     let (rt, _) = runtime();
-    rt.load_bytes("deny", wat::quota_deny_all().as_bytes()).unwrap();
-    rt.load_bytes("grant", wat::quota_grant_all().as_bytes()).unwrap();
+    rt.load_bytes("deny", wat::quota_deny_all().as_bytes())
+        .unwrap();
+    rt.load_bytes("grant", wat::quota_grant_all().as_bytes())
+        .unwrap();
     rt.bind(Some("a"), PolicyKind::Quota, Some("deny")).unwrap();
     let q = rt.quota_policy();
     let s = SystemUsage::default();
@@ -287,12 +341,21 @@ fn per_tenant_binding_overrides_the_default() {
         QuotaDecision::Deny("no".into())
     );
     // b has no binding and there is no default: the native quota decides.
-    assert_eq!(q.decide(&req("b", 1), &within, &s, &[]), QuotaDecision::Grant);
-    assert!(matches!(q.decide(&req("b", 500), &TS, &s, &[]), QuotaDecision::Deny(_)));
+    assert_eq!(
+        q.decide(&req("b", 1), &within, &s, &[]),
+        QuotaDecision::Grant
+    );
+    assert!(matches!(
+        q.decide(&req("b", 500), &TS, &s, &[]),
+        QuotaDecision::Deny(_)
+    ));
     // With a default binding, b uses it; a keeps its own.
     rt.bind(None, PolicyKind::Quota, Some("grant")).unwrap();
     assert_eq!(q.decide(&req("b", 500), &TS, &s, &[]), QuotaDecision::Grant);
-    assert!(matches!(q.decide(&req("a", 1), &within, &s, &[]), QuotaDecision::Deny(_)));
+    assert!(matches!(
+        q.decide(&req("a", 1), &within, &s, &[]),
+        QuotaDecision::Deny(_)
+    ));
     let info = rt.get("deny").unwrap();
     assert_eq!(info.calls, 2);
     assert!(info.mean_ns > 0 && info.p99_ns >= info.mean_ns / 2);
@@ -340,27 +403,52 @@ fn hot_reload_through_the_watcher() {
     assert_eq!(handle.dir(), dir.path());
 
     std::fs::write(&path, wat::quota_deny_all()).unwrap();
-    wait_for(&bus, 0, |e| matches!(e, Event::PolicyLoaded { name, .. } if name == "q"));
+    wait_for(
+        &bus,
+        0,
+        |e| matches!(e, Event::PolicyLoaded { name, .. } if name == "q"),
+    );
     rt.bind(None, PolicyKind::Quota, Some("q")).unwrap();
     let q = rt.quota_policy();
     let s = SystemUsage::default();
     let within = TenantState { used: 0, ..TS };
-    assert_eq!(q.decide(&req("t", 1), &within, &s, &[]), QuotaDecision::Deny("no".into()));
+    assert_eq!(
+        q.decide(&req("t", 1), &within, &s, &[]),
+        QuotaDecision::Deny("no".into())
+    );
 
     let seq = bus.recent(0).last().unwrap().seq;
     std::fs::write(&path, b"garbage").unwrap();
-    wait_for(&bus, seq, |e| matches!(e, Event::PolicyReloadFailed { name, .. } if name == "q"));
-    assert_eq!(q.decide(&req("t", 1), &within, &s, &[]), QuotaDecision::Deny("no".into()));
+    wait_for(
+        &bus,
+        seq,
+        |e| matches!(e, Event::PolicyReloadFailed { name, .. } if name == "q"),
+    );
+    assert_eq!(
+        q.decide(&req("t", 1), &within, &s, &[]),
+        QuotaDecision::Deny("no".into())
+    );
 
     let seq = bus.recent(0).last().unwrap().seq;
     std::fs::write(&path, wat::quota_grant_all()).unwrap();
-    wait_for(&bus, seq, |e| matches!(e, Event::PolicyLoaded { name, .. } if name == "q"));
+    wait_for(
+        &bus,
+        seq,
+        |e| matches!(e, Event::PolicyLoaded { name, .. } if name == "q"),
+    );
     assert_eq!(q.decide(&req("t", 500), &TS, &s, &[]), QuotaDecision::Grant);
 
     let seq = bus.recent(0).last().unwrap().seq;
     std::fs::remove_file(&path).unwrap();
-    wait_for(&bus, seq, |e| matches!(e, Event::PolicyUnloaded { name } if name == "q"));
-    assert!(matches!(q.decide(&req("t", 500), &TS, &s, &[]), QuotaDecision::Deny(_)));
+    wait_for(
+        &bus,
+        seq,
+        |e| matches!(e, Event::PolicyUnloaded { name } if name == "q"),
+    );
+    assert!(matches!(
+        q.decide(&req("t", 500), &TS, &s, &[]),
+        QuotaDecision::Deny(_)
+    ));
     assert!(rt.list().is_empty());
     drop(handle);
 }
@@ -377,7 +465,10 @@ fn reload_dir_loads_and_unloads() {
     assert_eq!(actions, [("a", "loaded"), ("bad", "failed")]);
     std::fs::remove_file(dir.path().join("a.wasm")).unwrap();
     let out = rt.reload_dir().unwrap();
-    assert!(out.iter().any(|o| o.name == "a" && o.action == "unloaded"), "{out:?}");
+    assert!(
+        out.iter().any(|o| o.name == "a" && o.action == "unloaded"),
+        "{out:?}"
+    );
     assert!(rt.list().is_empty());
 }
 
@@ -388,7 +479,10 @@ fn check_file_reports_kinds_times_and_conformance() {
     let path = dir.path().join("tricky.wasm");
     std::fs::write(&path, wat::eviction_tricky()).unwrap();
     let r = rt.check_file(&path, true).unwrap();
-    assert!(r.smoke == "ok" && r.kinds == [PolicyKind::Eviction], "{r:?}");
+    assert!(
+        r.smoke == "ok" && r.kinds == [PolicyKind::Eviction],
+        "{r:?}"
+    );
     // It evicts the first event of each batch, which frees too little and is not an LRU.
     let c = r.conformance.unwrap();
     assert!(!c.passed && !r.ok);
@@ -406,7 +500,10 @@ fn conformance_names_the_first_divergence() {
     // The tricky policy evicts the first event of each batch: sometimes a removed id,
     // always too few bytes. The report says which check failed first.
     let (rt, _) = runtime();
-    let v = rt.shared.build("t", wat::eviction_tricky().as_bytes(), None).unwrap();
+    let v = rt
+        .shared
+        .build("t", wat::eviction_tricky().as_bytes(), None)
+        .unwrap();
     let rep = check::eviction_conformance(&v, false, 1, 500);
     assert!(!rep.passed);
     let d = rep.first_divergence.unwrap();
@@ -426,8 +523,10 @@ fn dropping_the_runtime_stops_the_epoch_thread() {
 fn priority_resolves_by_the_waiters_tenant() {
     use crate::policy::{NativePriority, PriorityPolicy, Waiter};
     let (rt, _) = runtime();
-    rt.load_bytes("double", wat::priority_double().as_bytes()).unwrap();
-    rt.bind(Some("a"), PolicyKind::Priority, Some("double")).unwrap();
+    rt.load_bytes("double", wat::priority_double().as_bytes())
+        .unwrap();
+    rt.bind(Some("a"), PolicyKind::Priority, Some("double"))
+        .unwrap();
     let p = rt.priority_policy();
     let w = |tenant: &str| Waiter {
         tenant: tenant.into(),

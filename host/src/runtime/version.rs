@@ -44,7 +44,9 @@ pub(crate) struct Inst<B> {
 
 impl<B> std::fmt::Debug for Inst<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inst").field("store", self.store.data()).finish()
+        f.debug_struct("Inst")
+            .field("store", self.store.data())
+            .finish()
     }
 }
 
@@ -130,10 +132,7 @@ impl PolicyVersion {
                 ));
             }
         }
-        let exports: Vec<String> = ty
-            .exports(cx.engine)
-            .map(|(n, _)| n.to_string())
-            .collect();
+        let exports: Vec<String> = ty.exports(cx.engine).map(|(n, _)| n.to_string()).collect();
         let linker = if wasi { cx.wasi_linker } else { cx.linker };
         let pre: InstancePre<StoreState> = linker
             .instantiate_pre(&component)
@@ -233,7 +232,10 @@ impl PolicyVersion {
 
     /// A fresh eviction instance (one per cache).
     pub(crate) fn new_eviction(&self) -> Result<EvictionInst, Fault> {
-        let pre = self.eviction.as_ref().ok_or_else(|| no_kind(PolicyKind::Eviction))?;
+        let pre = self
+            .eviction
+            .as_ref()
+            .ok_or_else(|| no_kind(PolicyKind::Eviction))?;
         let mut store = self.store();
         let bindings = pre.instantiate(&mut store).map_err(|e| fault(self, e))?;
         Ok(Inst { store, bindings })
@@ -274,7 +276,10 @@ impl PolicyVersion {
         system: &SystemUsage,
         preemptible: &[Holder],
     ) -> Result<(QuotaDecision, usize), Fault> {
-        let pre = self.quota.as_ref().ok_or_else(|| no_kind(PolicyKind::Quota))?;
+        let pre = self
+            .quota
+            .as_ref()
+            .ok_or_else(|| no_kind(PolicyKind::Quota))?;
         let mut slot = self.quota_inst.lock();
         let (r, t, u, h) = (
             convert::request(req),
@@ -283,9 +288,11 @@ impl PolicyVersion {
             convert::holders(preemptible),
         );
         let res = self
-            .with_shared(&mut slot, |s| pre.instantiate(s), |b, s| {
-                b.rmhost_policy_quota().call_decide(s, &r, t, u, &h)
-            })
+            .with_shared(
+                &mut slot,
+                |s| pre.instantiate(s),
+                |b, s| b.rmhost_policy_quota().call_decide(s, &r, t, u, &h),
+            )
             .map(|(d, m)| (convert::decision(d), m));
         let checked = res.and_then(|(d, m)| check_preempt(&d, preemptible).map(|()| (d, m)));
         if checked.is_err() {
@@ -295,12 +302,17 @@ impl PolicyVersion {
     }
 
     pub(crate) fn rank(&self, w: &Waiter) -> Result<(i64, usize), Fault> {
-        let pre = self.priority.as_ref().ok_or_else(|| no_kind(PolicyKind::Priority))?;
+        let pre = self
+            .priority
+            .as_ref()
+            .ok_or_else(|| no_kind(PolicyKind::Priority))?;
         let mut slot = self.priority_inst.lock();
         let w = convert::waiter(w);
-        self.with_shared(&mut slot, |s| pre.instantiate(s), |b, s| {
-            b.rmhost_policy_priority().call_rank(s, &w)
-        })
+        self.with_shared(
+            &mut slot,
+            |s| pre.instantiate(s),
+            |b, s| b.rmhost_policy_priority().call_rank(s, &w),
+        )
     }
 
     pub(crate) fn respond(
@@ -310,7 +322,10 @@ impl PolicyVersion {
         caches: &[CacheStat],
         pools: &[PoolStat],
     ) -> Result<(Vec<PressureAction>, usize), Fault> {
-        let pre = self.pressure.as_ref().ok_or_else(|| no_kind(PolicyKind::Pressure))?;
+        let pre = self
+            .pressure
+            .as_ref()
+            .ok_or_else(|| no_kind(PolicyKind::Pressure))?;
         let mut slot = self.pressure_inst.lock();
         let (l, u, c, p) = (
             convert::level(level),
@@ -318,9 +333,11 @@ impl PolicyVersion {
             convert::cache_stats(caches),
             convert::pool_stats(pools),
         );
-        self.with_shared(&mut slot, |s| pre.instantiate(s), |b, s| {
-            b.rmhost_policy_pressure().call_respond(s, l, u, &c, &p)
-        })
+        self.with_shared(
+            &mut slot,
+            |s| pre.instantiate(s),
+            |b, s| b.rmhost_policy_pressure().call_respond(s, l, u, &c, &p),
+        )
         .map(|(a, m)| (convert::actions(a), m))
     }
 
@@ -368,7 +385,9 @@ impl PolicyVersion {
         let fail = |k: PolicyKind, f: Fault| format!("smoke call to {k} failed: {}", f.0);
         if self.eviction.is_some() {
             let t = Instant::now();
-            let mut inst = self.new_eviction().map_err(|f| fail(PolicyKind::Eviction, f))?;
+            let mut inst = self
+                .new_eviction()
+                .map_err(|f| fail(PolicyKind::Eviction, f))?;
             timed(t);
             self.configure(&mut inst, 1 << 20, 16)
                 .map_err(|f| fail(PolicyKind::Eviction, f))?;
@@ -396,7 +415,11 @@ impl PolicyVersion {
                 amount: 10,
                 priority: 1,
             };
-            let ts = TenantState { used: 0, limit: Some(100), allocations: 0 };
+            let ts = TenantState {
+                used: 0,
+                limit: Some(100),
+                allocations: 0,
+            };
             self.decide(&req, &ts, &usage, &[])
                 .map_err(|f| fail(PolicyKind::Quota, f))?;
             timed(t);
@@ -420,7 +443,12 @@ impl PolicyVersion {
                 entries: 10,
                 hit_ratio: 0.5,
             }];
-            let pools = [PoolStat { name: "smoke".into(), size: 4, idle: 2, waiting: 0 }];
+            let pools = [PoolStat {
+                name: "smoke".into(),
+                size: 4,
+                idle: 2,
+                waiting: 0,
+            }];
             self.respond(PressureLevel::Warning, &usage, &caches, &pools)
                 .map_err(|f| fail(PolicyKind::Pressure, f))?;
             timed(t);
@@ -439,9 +467,14 @@ fn check_preempt(d: &QuotaDecision, preemptible: &[Holder]) -> Result<(), Fault>
         return Ok(());
     };
     if ids.is_empty() {
-        return Err(Fault("malformed answer: a preempt naming no allocation".into()));
+        return Err(Fault(
+            "malformed answer: a preempt naming no allocation".into(),
+        ));
     }
-    match ids.iter().find(|id| !preemptible.iter().any(|h| h.allocation == **id)) {
+    match ids
+        .iter()
+        .find(|id| !preemptible.iter().any(|h| h.allocation == **id))
+    {
         Some(id) => Err(Fault(format!(
             "malformed answer: preempt of allocation {id}, which was not offered as preemptible"
         ))),

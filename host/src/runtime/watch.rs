@@ -85,11 +85,21 @@ impl PolicyRuntime {
             let name = policy_name(&f)?;
             let before = self.get(&name).map(|i| i.hash);
             out.push(match self.load_file(&f) {
-                Ok(i) if before.as_deref() == Some(i.hash.as_str()) => {
-                    ReloadOutcome { name, action: "unchanged", error: None }
-                }
-                Ok(_) => ReloadOutcome { name, action: "loaded", error: None },
-                Err(e) => ReloadOutcome { name, action: "failed", error: Some(e.to_string()) },
+                Ok(i) if before.as_deref() == Some(i.hash.as_str()) => ReloadOutcome {
+                    name,
+                    action: "unchanged",
+                    error: None,
+                },
+                Ok(_) => ReloadOutcome {
+                    name,
+                    action: "loaded",
+                    error: None,
+                },
+                Err(e) => ReloadOutcome {
+                    name,
+                    action: "failed",
+                    error: Some(e.to_string()),
+                },
             });
         }
         Ok(out)
@@ -102,11 +112,16 @@ impl PolicyRuntime {
         let mut out = Vec::new();
         for dir in dirs {
             for info in self.list() {
-                let gone = info.path.as_ref().is_some_and(|p| {
-                    p.parent() == Some(dir.as_path()) && !p.exists()
-                });
+                let gone = info
+                    .path
+                    .as_ref()
+                    .is_some_and(|p| p.parent() == Some(dir.as_path()) && !p.exists());
                 if gone && self.unload(&info.name).is_ok() {
-                    out.push(ReloadOutcome { name: info.name, action: "unloaded", error: None });
+                    out.push(ReloadOutcome {
+                        name: info.name,
+                        action: "unloaded",
+                        error: None,
+                    });
                 }
             }
             out.extend(self.load_dir(&dir)?);
@@ -128,7 +143,9 @@ impl PolicyRuntime {
         })
         .map_err(werr)?;
         // Watch before the initial load, so a file written during it is not missed.
-        watcher.watch(dir, RecursiveMode::NonRecursive).map_err(werr)?;
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(werr)?;
         for o in self.load_dir(dir)? {
             if let Some(e) = o.error {
                 tracing::warn!(policy = %o.name, error = %e, "policy not loaded");

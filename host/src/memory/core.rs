@@ -1,0 +1,381 @@
+//! The policy side of a cache: dense ids, the packed event batch, byte accounting, victim
+//! validation and the LRU fallback. Storage (keys and values) lives in `cache.rs`; this
+//! half is not generic, so the one piece of code that speaks the WIT eviction protocol is
+//! shared by every `Cache<K, V>`, the accounting caches and `rmhost sim`.
+//!
+//! Everything here runs under the cache's policy lock. Readers never take that lock to
+//! record a hit: they push `(id, generation)` into a per-shard buffer, and the next writer
+//! drains the buffers here, dropping hits whose slot was freed or reused since (the
+//! generation says so), so a policy never sees a hit for an id that is not live.
+
+use crate::policy::{EventKind, EvictionPolicy, PackedEvent, encode_event};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+/// One dense id's bookkeeping.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Slot {
+    pub live: bool,
+    /// Bumped on every insert into this slot, so stale buffered hits are recognised.
+    pub generation: u32,
+    pub size: u64,
+    pub priority: u8,
+    /// The storage key's hash: with the id it finds the entry in its shard.
+    pub hash: u64,
+    /// Logical time of the last insert/hit/update delivered, for the fallback and replay.
+    pub last_access: u64,
+    /// The batch the entry was inserted in: victims from the current batch are rejections.
+    pub batch: u64,
+}
+
+/// Why an entry left, as reported to eviction listeners and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovalCause {
+    /// Chosen by the policy (or the fallback) to make room.
+    Evicted,
+    /// Returned by the policy in the batch that inserted it: not admitted.
+    Rejected,
+    /// Its time to live passed.
+    Expired,
+    /// Removed by the caller, or replaced by a larger value that did not fit.
+    Explicit,
+}
+
+/// A victim the storage side must drop (its slot is already freed here).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Victim {
+    pub id: u32,
+    pub hash: u64,
+    pub size: u64,
+    pub cause: RemovalCause,
+}
+
+/// Counters kept under the policy lock (hits and misses are atomics in the cache).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CoreCounters {
+    pub evictions: u64,
+    pub rejections: u64,
+    pub fallback_fills: u64,
+    pub ignored_victims: u64,
+    pub replays: u64,
+    pub observe_calls: u64,
+    pub policy_ns: u64,
+    pub dropped_hits: u64,
+}
+
+/// Tunables for the protocol side.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CoreConfig {
+    pub capacity: u64,
+    /// Extra bytes freed beyond the overflow (the low watermark).
+    pub headroom: u64,
+    /// Events per batch before a flush without eviction need.
+    pub batch_events: usize,
+}
+
+pub(crate) struct PolicyCore {
+    policy: Box<dyn EvictionPolicy>,
+    cfg: CoreConfig,
+    slots: Vec<Slot>,
+    free: BinaryHeap<Reverse<u32>>,
+    pending: Vec<u64>,
+    /// Batch number; bumped after every `observe`.
+    batch: u64,
+    /// Logical clock for `last_access` (one tick per access).
+    tick: u64,
+    pub bytes: u64,
+    pub live: u64,
+    pub counters: CoreCounters,
+    /// Scratch for the ids of the current answer (dedup) without allocating per call.
+    seen: Vec<u32>,
+}
+
+impl std::fmt::Debug for PolicyCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyCore")
+            .field("policy", &self.policy.name())
+            .field("bytes", &self.bytes)
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyCore {
+    pub fn new(mut policy: Box<dyn EvictionPolicy>, cfg: CoreConfig, expected: u32) -> Self {
+        policy.configure(cfg.capacity, expected);
+        PolicyCore {
+            policy,
+            cfg,
+            slots: Vec::with_capacity(expected as usize),
+            free: BinaryHeap::new(),
+            pending: Vec::with_capacity(cfg.batch_events * 3 + 3),
+            batch: 0,
+            tick: 0,
+            bytes: 0,
+            live: 0,
+            counters: CoreCounters::default(),
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn policy_name(&self) -> &str {
+        self.policy.name()
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.cfg.capacity
+    }
+
+    pub fn headroom(&self) -> u64 {
+        self.cfg.headroom
+    }
+
+    pub fn slot(&self, id: u32) -> Option<&Slot> {
+        self.slots.get(id as usize).filter(|s| s.live)
+    }
+
+    /// Events waiting for the next `observe` (for tests and stats).
+    pub fn pending_events(&self) -> usize {
+        self.pending.len() / 3
+    }
+
+    fn push(&mut self, id: u32, kind: EventKind, now_ms: u64) {
+        let s = &self.slots[id as usize];
+        encode_event(
+            &mut self.pending,
+            &PackedEvent {
+                id: id as u64,
+                size: s.size,
+                at_ms: now_ms,
+                kind,
+                priority: s.priority,
+            },
+        );
+    }
+
+    /// Allocates the smallest free id, records the insert and accounts its bytes. The
+    /// caller must then call [`PolicyCore::make_room`] before releasing the policy lock.
+    pub fn insert(&mut self, hash: u64, size: u64, priority: u8, now_ms: u64) -> (u32, u32) {
+        let id = match self.free.pop() {
+            Some(Reverse(id)) => id,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.tick += 1;
+        let s = &mut self.slots[id as usize];
+        s.live = true;
+        s.generation = s.generation.wrapping_add(1);
+        s.size = size;
+        s.priority = priority;
+        s.hash = hash;
+        s.last_access = self.tick;
+        s.batch = self.batch;
+        let generation = s.generation;
+        self.bytes += size;
+        self.live += 1;
+        self.push(id, EventKind::Insert, now_ms);
+        (id, generation)
+    }
+
+    /// A live entry's size or priority changed (counts as an access).
+    pub fn update(&mut self, id: u32, size: u64, priority: u8, now_ms: u64) {
+        self.tick += 1;
+        let s = &mut self.slots[id as usize];
+        self.bytes = self.bytes - s.size + size;
+        s.size = size;
+        s.priority = priority;
+        s.last_access = self.tick;
+        self.push(id, EventKind::Update, now_ms);
+    }
+
+    /// A buffered hit; dropped when the slot was freed or reused since it was recorded.
+    pub fn hit(&mut self, id: u32, generation: u32, now_ms: u64) {
+        match self.slots.get(id as usize) {
+            Some(s) if s.live && s.generation == generation => {
+                self.tick += 1;
+                self.slots[id as usize].last_access = self.tick;
+                self.push(id, EventKind::Hit, now_ms);
+            }
+            _ => self.counters.dropped_hits += 1,
+        }
+    }
+
+    /// Frees a live id (explicit remove or expiry) and records the remove event.
+    pub fn remove(&mut self, id: u32, now_ms: u64) -> u64 {
+        let size = self.slots[id as usize].size;
+        self.push(id, EventKind::Remove, now_ms);
+        self.free_slot(id);
+        size
+    }
+
+    fn free_slot(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        debug_assert!(s.live);
+        s.live = false;
+        self.bytes -= s.size;
+        self.live -= 1;
+        self.free.push(Reverse(id));
+    }
+
+    /// Delivers the batch without asking for victims once it is full.
+    pub fn maybe_flush(&mut self) {
+        if self.pending.len() >= self.cfg.batch_events * 3 {
+            self.flush();
+        }
+    }
+
+    /// Delivers every pending event now (no victims asked).
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // No bytes asked, so any answer is meaningless and dropped.
+        let _ = self.call(0, 0);
+        if self.policy.needs_replay() {
+            self.replay(0, 0);
+        }
+    }
+
+    fn call(&mut self, bytes: u64, max_count: u32) -> Vec<u64> {
+        let start = Instant::now();
+        let answer = self.policy.observe(&self.pending, bytes, max_count);
+        self.counters.policy_ns += start.elapsed().as_nanos() as u64;
+        self.counters.observe_calls += 1;
+        self.pending.clear();
+        self.batch += 1;
+        answer
+    }
+
+    /// Rebuilt or swapped instance: replay the live entries as inserts, oldest access
+    /// first, and ask again.
+    fn replay(&mut self, bytes: u64, max_count: u32) -> Vec<u64> {
+        self.counters.replays += 1;
+        let mut ids: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| self.slots[i as usize].live)
+            .collect();
+        ids.sort_unstable_by_key(|&i| self.slots[i as usize].last_access);
+        // `call` just cleared the batch, and the live set already reflects every event the
+        // lost instance missed, so the replay alone rebuilds its state.
+        for id in ids {
+            self.push(id, EventKind::Insert, 0);
+        }
+        self.call(bytes, max_count)
+    }
+
+    /// Frees at least `need` bytes through the policy: delivers the pending events in the
+    /// same call, validates the answer, and fills any shortfall from the least recently
+    /// accessed live entries. Returns the entries the storage must drop.
+    pub fn evict(&mut self, need: u64, now_ms: u64) -> Vec<Victim> {
+        let max_count = u32::try_from(self.live).unwrap_or(u32::MAX);
+        let mut answer = self.call(need, max_count);
+        if self.policy.needs_replay() {
+            answer = self.replay(need, max_count);
+            if self.policy.needs_replay() {
+                answer.clear(); // still broken: the fallback decides
+            }
+        }
+        // The batch whose inserts may be rejected is the one just delivered.
+        let delivered = self.batch - 1;
+        let mut victims = Vec::with_capacity(answer.len());
+        let mut freed = 0u64;
+        self.seen.clear();
+        for &raw in answer.iter().take(max_count as usize) {
+            let Ok(id) = u32::try_from(raw) else {
+                self.counters.ignored_victims += 1;
+                continue;
+            };
+            let Some(s) = self.slot(id).copied() else {
+                self.counters.ignored_victims += 1; // unknown, or named twice
+                continue;
+            };
+            let cause = if s.batch == delivered {
+                self.counters.rejections += 1;
+                RemovalCause::Rejected
+            } else {
+                self.counters.evictions += 1;
+                RemovalCause::Evicted
+            };
+            freed += s.size;
+            self.push(id, EventKind::Remove, now_ms);
+            self.free_slot(id);
+            victims.push(Victim {
+                id,
+                hash: s.hash,
+                size: s.size,
+                cause,
+            });
+        }
+        if freed < need {
+            self.fallback(need - freed, now_ms, &mut victims);
+        }
+        victims
+    }
+
+    /// The native LRU fallback: the least recently accessed live entries, by the logical
+    /// clock the core keeps anyway. A scan plus a partial sort, O(live); it only runs when a
+    /// policy answers short (a fault or a buggy policy), so the hot path pays nothing for it
+    /// beyond one u64 store per event.
+    fn fallback(&mut self, mut need: u64, now_ms: u64, victims: &mut Vec<Victim>) {
+        let mut cand: Vec<(u64, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.live)
+            .map(|(i, s)| (s.last_access, i as u32))
+            .collect();
+        cand.sort_unstable();
+        for (_, id) in cand {
+            if need == 0 {
+                break;
+            }
+            let s = self.slots[id as usize];
+            need = need.saturating_sub(s.size);
+            self.counters.fallback_fills += 1;
+            self.counters.evictions += 1;
+            self.push(id, EventKind::Remove, now_ms);
+            self.free_slot(id);
+            victims.push(Victim {
+                id,
+                hash: s.hash,
+                size: s.size,
+                cause: RemovalCause::Evicted,
+            });
+        }
+    }
+
+    /// Bytes to ask for when `bytes` exceed capacity: the overflow plus headroom, capped at
+    /// what is held. `extra` lets trims ask for more.
+    pub fn overflow(&self) -> u64 {
+        if self.bytes <= self.cfg.capacity {
+            0
+        } else {
+            (self.bytes - self.cfg.capacity + self.cfg.headroom).min(self.bytes)
+        }
+    }
+
+    /// Warm handoff: the new instance gets the live entries as inserts, oldest access
+    /// first, in its first batch. Events pending for the old instance are dropped: the
+    /// replay already reflects them.
+    pub fn swap_policy(&mut self, mut policy: Box<dyn EvictionPolicy>) {
+        policy.configure(self.cfg.capacity, u32::try_from(self.live).unwrap_or(u32::MAX));
+        self.policy = policy;
+        self.pending.clear();
+        for id in self.ids_oldest_first() {
+            self.push(id, EventKind::Insert, 0);
+        }
+        self.counters.replays += 1;
+    }
+
+    /// Live ids, least recently accessed first (snapshots, tests).
+    pub fn ids_oldest_first(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| self.slots[i as usize].live)
+            .collect();
+        ids.sort_unstable_by_key(|&i| self.slots[i as usize].last_access);
+        ids
+    }
+}
