@@ -9,6 +9,7 @@
 //! | [`telemetry`] | CPU, memory, PSI, cgroup, fds, connection and request counters | decide anything |
 //! | [`policy`] | the decision traits, domain types mirroring `wit/`, native defaults | import wasmtime |
 //! | [`resources`] | the allocation ledger, quotas, preemption, leases, orphans, rate limits | know about HTTP or Wasm |
+//! | [`memory`] | caches and their eviction protocol, pressure levels and responses, leaks, gc, snapshots, `sim` | import wasmtime |
 //! | [`events`] | the broadcast bus and the recent-events ring (audit log via tracing) | block a publisher |
 //! | [`health`] | the health report shape and its status rules | gather data itself |
 //! | [`daemon`] | the composition root: builds managers, background tasks, serve + drain | hold business logic |
@@ -24,6 +25,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod health;
+pub mod memory;
 pub mod policy;
 pub mod resources;
 pub mod telemetry;

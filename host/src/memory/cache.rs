@@ -24,8 +24,8 @@
 
 use super::core::{CoreConfig, PolicyCore, RemovalCause, Victim};
 use crate::policy::EvictionPolicy;
-use hashbrown::HashTable;
 use hashbrown::DefaultHashBuilder;
+use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
@@ -202,7 +202,11 @@ where
     }
 
     /// Like [`Cache::new`] with the event clock given.
-    pub fn with_clock(cfg: CacheConfig, policy: Box<dyn EvictionPolicy>, clock: CacheClock) -> Self {
+    pub fn with_clock(
+        cfg: CacheConfig,
+        policy: Box<dyn EvictionPolicy>,
+        clock: CacheClock,
+    ) -> Self {
         let n = shard_count(cfg.shards);
         let headroom = cfg.headroom_bytes.unwrap_or(cfg.capacity_bytes / 100);
         let core = PolicyCore::new(
@@ -265,8 +269,7 @@ where
         let found = {
             let map = shard.map.read();
             map.find(hash, |e| e.key.borrow() == key).map(|e| {
-                let expired =
-                    e.expires_at != u64::MAX && self.clock.now_ms() >= e.expires_at;
+                let expired = e.expires_at != u64::MAX && self.clock.now_ms() >= e.expires_at;
                 (e.id, e.generation, expired, e.value.clone())
             })
         };
@@ -356,7 +359,14 @@ where
 
     /// Inserts or replaces `key` with a size, a priority (0-255, higher is more important)
     /// and an optional time to live (else the config's default).
-    pub fn insert_with(&self, key: K, value: V, size: u64, priority: u8, ttl: Option<Duration>) -> bool {
+    pub fn insert_with(
+        &self,
+        key: K,
+        value: V,
+        size: u64,
+        priority: u8,
+        ttl: Option<Duration>,
+    ) -> bool {
         let hash = self.hash(&key);
         let (_, shard) = self.shard(hash);
         let mut core = self.core.lock();
@@ -400,7 +410,7 @@ where
                 }
             }
         };
-        let removed = self.settle(&mut core, now);
+        let removed = self.settle(&mut core, now, Some(id));
         let admitted = core.slot(id).is_some_and(|s| s.hash == hash);
         drop(core);
         drop(replaced); // the old value is dropped outside every lock
@@ -469,13 +479,18 @@ where
 
     /// Restores `bytes <= capacity` after a write (asking for the overflow plus headroom),
     /// or delivers a full batch.
-    fn settle(&self, core: &mut MutexGuard<'_, PolicyCore>, now: u64) -> Vec<(K, V, RemovalCause)> {
+    fn settle(
+        &self,
+        core: &mut MutexGuard<'_, PolicyCore>,
+        now: u64,
+        inserting: Option<u32>,
+    ) -> Vec<(K, V, RemovalCause)> {
         let need = core.overflow();
         if need == 0 {
             core.maybe_flush();
             return Vec::new();
         }
-        let victims = core.evict(need, now);
+        let victims = core.evict(need, now, inserting);
         self.drop_victims(&victims)
     }
 
@@ -509,7 +524,7 @@ where
             return 0;
         }
         let before = core.bytes;
-        let victims = core.evict(want, now);
+        let victims = core.evict(want, now, None);
         let freed = before - core.bytes;
         let removed = self.drop_victims(&victims);
         drop(core);
@@ -616,7 +631,11 @@ where
             ));
         }
         if core.bytes > core.capacity() {
-            return Err(format!("{} bytes over capacity {}", core.bytes, core.capacity()));
+            return Err(format!(
+                "{} bytes over capacity {}",
+                core.bytes,
+                core.capacity()
+            ));
         }
         Ok(())
     }

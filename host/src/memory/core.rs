@@ -25,8 +25,6 @@ pub(crate) struct Slot {
     pub hash: u64,
     /// Logical time of the last insert/hit/update delivered, for the fallback and replay.
     pub last_access: u64,
-    /// The batch the entry was inserted in: victims from the current batch are rejections.
-    pub batch: u64,
 }
 
 /// Why an entry left, as reported to eviction listeners and counters.
@@ -48,7 +46,6 @@ pub enum RemovalCause {
 pub(crate) struct Victim {
     pub id: u32,
     pub hash: u64,
-    pub size: u64,
     pub cause: RemovalCause,
 }
 
@@ -81,8 +78,6 @@ pub(crate) struct PolicyCore {
     slots: Vec<Slot>,
     free: BinaryHeap<Reverse<u32>>,
     pending: Vec<u64>,
-    /// Batch number; bumped after every `observe`.
-    batch: u64,
     /// Logical clock for `last_access` (one tick per access).
     tick: u64,
     pub bytes: u64,
@@ -111,7 +106,6 @@ impl PolicyCore {
             slots: Vec::with_capacity(expected as usize),
             free: BinaryHeap::new(),
             pending: Vec::with_capacity(cfg.batch_events * 3 + 3),
-            batch: 0,
             tick: 0,
             bytes: 0,
             live: 0,
@@ -134,11 +128,6 @@ impl PolicyCore {
 
     pub fn slot(&self, id: u32) -> Option<&Slot> {
         self.slots.get(id as usize).filter(|s| s.live)
-    }
-
-    /// Events waiting for the next `observe` (for tests and stats).
-    pub fn pending_events(&self) -> usize {
-        self.pending.len() / 3
     }
 
     fn push(&mut self, id: u32, kind: EventKind, now_ms: u64) {
@@ -173,7 +162,6 @@ impl PolicyCore {
         s.priority = priority;
         s.hash = hash;
         s.last_access = self.tick;
-        s.batch = self.batch;
         let generation = s.generation;
         self.bytes += size;
         self.live += 1;
@@ -246,7 +234,6 @@ impl PolicyCore {
         self.counters.policy_ns += start.elapsed().as_nanos() as u64;
         self.counters.observe_calls += 1;
         self.pending.clear();
-        self.batch += 1;
         answer
     }
 
@@ -269,7 +256,12 @@ impl PolicyCore {
     /// Frees at least `need` bytes through the policy: delivers the pending events in the
     /// same call, validates the answer, and fills any shortfall from the least recently
     /// accessed live entries. Returns the entries the storage must drop.
-    pub fn evict(&mut self, need: u64, now_ms: u64) -> Vec<Victim> {
+    ///
+    /// `inserting` is the id of the insert in progress, if any: naming it is a rejection
+    /// (counted as such). Other ids of the batch were inserts that already returned, so
+    /// dropping them is an eviction in the caller's eyes even though the contract allows
+    /// it as a rejection.
+    pub fn evict(&mut self, need: u64, now_ms: u64, inserting: Option<u32>) -> Vec<Victim> {
         let max_count = u32::try_from(self.live).unwrap_or(u32::MAX);
         let mut answer = self.call(need, max_count);
         if self.policy.needs_replay() {
@@ -278,8 +270,6 @@ impl PolicyCore {
                 answer.clear(); // still broken: the fallback decides
             }
         }
-        // The batch whose inserts may be rejected is the one just delivered.
-        let delivered = self.batch - 1;
         let mut victims = Vec::with_capacity(answer.len());
         let mut freed = 0u64;
         self.seen.clear();
@@ -292,7 +282,7 @@ impl PolicyCore {
                 self.counters.ignored_victims += 1; // unknown, or named twice
                 continue;
             };
-            let cause = if s.batch == delivered {
+            let cause = if Some(id) == inserting {
                 self.counters.rejections += 1;
                 RemovalCause::Rejected
             } else {
@@ -305,7 +295,6 @@ impl PolicyCore {
             victims.push(Victim {
                 id,
                 hash: s.hash,
-                size: s.size,
                 cause,
             });
         }
@@ -341,7 +330,6 @@ impl PolicyCore {
             victims.push(Victim {
                 id,
                 hash: s.hash,
-                size: s.size,
                 cause: RemovalCause::Evicted,
             });
         }
@@ -361,7 +349,10 @@ impl PolicyCore {
     /// first, in its first batch. Events pending for the old instance are dropped: the
     /// replay already reflects them.
     pub fn swap_policy(&mut self, mut policy: Box<dyn EvictionPolicy>) {
-        policy.configure(self.cfg.capacity, u32::try_from(self.live).unwrap_or(u32::MAX));
+        policy.configure(
+            self.cfg.capacity,
+            u32::try_from(self.live).unwrap_or(u32::MAX),
+        );
         self.policy = policy;
         self.pending.clear();
         for id in self.ids_oldest_first() {

@@ -5,17 +5,40 @@
 //! event batches, victim validation, the LRU fallback), pressure levels and carrying out
 //! pressure actions through [`ActionSink`], leak heuristics. Must not: touch wasmtime
 //! (policies come in as `Box<dyn EvictionPolicy>` / `Arc<dyn PressurePolicy>`), read the
-//! OS except through `telemetry` (and `/proc/self/statm`, `malloc_trim`, `mallinfo2` in
-//! `purge`), or know about HTTP.
+//! OS except through `telemetry` (plus `/proc/self/statm`, `malloc_trim` and `mallinfo2`
+//! in `purge`), or know about HTTP.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `core.rs` | dense ids, the packed batch, victim validation, fallback, replay |
+//! | `cache.rs` | `Cache<K, V>`: sharded storage, lossy hit buffers, TTL |
+//! | `registry.rs` | named caches (accounting and typed), trim, stats, snapshot bytes |
+//! | `pressure.rs` | levels with hysteresis, `ActionSink`, running the pressure policy |
+//! | `leaks.rs` | Theil-Sen trends, stale allocations, growing policy instances |
+//! | `purge.rs` | `gc` (trim + `malloc_trim`), `snapshot` (+ `mallinfo2`) |
+//! | `trace.rs`, `sim.rs` | trace formats, Zipf generator, `run_sim`, Belady |
 
 mod cache;
 mod core;
+pub mod leaks;
+pub mod pressure;
+pub mod purge;
 mod registry;
 pub mod sim;
 pub mod trace;
 
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_more;
+
 pub use cache::{Cache, CacheClock, CacheConfig, CacheStats};
 pub use core::RemovalCause;
-pub use registry::{AccountingCache, CacheBytes, CacheError, CacheHandle, CacheInfo, CacheRegistry};
+pub use leaks::{Leak, LeakConfig, LeakDetector};
+pub use pressure::{ActionSink, MemoryMonitor, MemoryStatus, PressureConfig, RegistrySink};
+pub use purge::{GcReport, MemorySnapshot, gc, snapshot};
+pub use registry::{
+    AccountingCache, CacheBytes, CacheError, CacheHandle, CacheInfo, CacheRegistry,
+};
 pub use sim::{SimResult, run_sim};
 pub use trace::{Request, Trace, TraceError, TraceFormat};

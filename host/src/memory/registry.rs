@@ -279,11 +279,18 @@ impl CacheRegistry {
 
     /// Trims every cache to its low watermark; returns bytes freed in all.
     pub fn trim_to_low_watermark(&self) -> u64 {
-        self.handles().iter().map(|(_, _, h)| h.trim_to_low_watermark()).sum()
+        self.handles()
+            .iter()
+            .map(|(_, _, h)| h.trim_to_low_watermark())
+            .sum()
     }
 
     /// Swaps a cache's policy instance, replaying its live entries into the new one.
-    pub fn set_policy(&self, name: &str, policy: Box<dyn EvictionPolicy>) -> Result<(), CacheError> {
+    pub fn set_policy(
+        &self,
+        name: &str,
+        policy: Box<dyn EvictionPolicy>,
+    ) -> Result<(), CacheError> {
         self.handle(name)?.set_policy(policy);
         Ok(())
     }

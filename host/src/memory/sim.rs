@@ -135,7 +135,9 @@ pub fn simulate_belady(trace: &Trace, cache_size: u64) -> SimResult {
             continue;
         }
         while used + r.size > cache_size {
-            let Some((_, victim)) = order.pop_last() else { break };
+            let Some((_, victim)) = order.pop_last() else {
+                break;
+            };
             if let Some((_, size)) = cached.remove(&victim) {
                 used -= size;
             }

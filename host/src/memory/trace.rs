@@ -79,7 +79,9 @@ pub enum TraceError {
         reason: String,
     },
     /// The binary trace's length is not a multiple of 24 bytes.
-    #[error("oracleGeneral trace is {0} bytes, not a multiple of 24: truncated or not oracleGeneral")]
+    #[error(
+        "oracleGeneral trace is {0} bytes, not a multiple of 24: truncated or not oracleGeneral"
+    )]
     Truncated(usize),
     /// An unknown format or a bad synthetic spec.
     #[error("{0}")]
@@ -173,7 +175,7 @@ impl Trace {
 
     /// Decodes oracleGeneral records (the next-access field is recomputed when needed).
     pub fn from_oracle_general(bytes: &[u8]) -> Result<Trace, TraceError> {
-        if bytes.len() % RECORD != 0 {
+        if !bytes.len().is_multiple_of(RECORD) {
             return Err(TraceError::Truncated(bytes.len()));
         }
         let requests = bytes
@@ -220,10 +222,13 @@ impl Trace {
     /// (see the module docs for the exact generator).
     pub fn synthetic(spec: &str) -> Result<Trace, TraceError> {
         let bad = |m: String| TraceError::Format(m);
-        let params = spec
-            .strip_prefix("zipf:")
-            .ok_or_else(|| bad(format!("unknown synthetic trace {spec:?} (expected zipf:...)")))?;
-        let (mut alpha, mut objects, mut requests, mut seed) = (1.0f64, 10_000u64, 100_000u64, 42u64);
+        let params = spec.strip_prefix("zipf:").ok_or_else(|| {
+            bad(format!(
+                "unknown synthetic trace {spec:?} (expected zipf:...)"
+            ))
+        })?;
+        let (mut alpha, mut objects, mut requests, mut seed) =
+            (1.0f64, 10_000u64, 100_000u64, 42u64);
         for kv in params.split(',').filter(|s| !s.is_empty()) {
             let (k, v) = kv
                 .split_once('=')
@@ -237,7 +242,7 @@ impl Trace {
                 _ => return Err(bad(format!("unknown zipf parameter {k:?}"))),
             }
         }
-        if objects == 0 || !(alpha >= 0.0) {
+        if objects == 0 || alpha.is_nan() || alpha < 0.0 {
             return Err(bad("zipf needs objects >= 1 and alpha >= 0".into()));
         }
         Ok(zipf(alpha, objects, requests, seed))

@@ -1,0 +1,447 @@
+//! The memory monitor: turns telemetry into a pressure level (normal / warning / critical,
+//! with hysteresis), tells subscribers, and carries out the bound `PressurePolicy`'s
+//! actions through an [`ActionSink`] the integrator implements.
+//!
+//! Signals (the level is the worst of them):
+//! - process RSS as a percentage of the budget;
+//! - accounted memory (cache bytes + allocation bytes from the ledger) against the budget;
+//! - PSI memory: `some avg10 >= 10%` is warning (tasks stall on memory a tenth of the
+//!   time), `full avg10 >= 5%` is critical (everything stalls: thrashing). Absent PSI
+//!   (older kernels, some containers) is simply not a signal.
+//!
+//! The budget is `max_memory_mb` when set, else the cgroup limit when below system memory,
+//! else system memory. Hysteresis: the level only goes down once every signal is
+//! `hysteresis_points` below the current level's threshold (PSI: below half of it), so a
+//! value hovering at a threshold does not flap.
+
+use super::registry::CacheRegistry;
+use crate::events::{Event, EventBus};
+use crate::policy::{PoolStat, PressureAction, PressureLevel, PressurePolicy};
+use crate::telemetry::{Telemetry, Usage};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Thresholds, percent of the budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PressureConfig {
+    /// Warning at or above this percentage (default 70).
+    pub warning_percent: f64,
+    /// Critical at or above this percentage (default 85).
+    pub critical_percent: f64,
+    /// Points below a threshold before the level goes down (default 5).
+    pub hysteresis_points: f64,
+    /// The budget, bytes (`max_memory_mb`); `None`: cgroup limit, else system memory.
+    pub max_memory_bytes: Option<u64>,
+    /// PSI memory `some avg10` at or above this is warning (default 10).
+    pub psi_some_warning: f64,
+    /// PSI memory `full avg10` at or above this is critical (default 5).
+    pub psi_full_critical: f64,
+}
+
+impl Default for PressureConfig {
+    fn default() -> Self {
+        PressureConfig {
+            warning_percent: 70.0,
+            critical_percent: 85.0,
+            hysteresis_points: 5.0,
+            max_memory_bytes: None,
+            psi_some_warning: 10.0,
+            psi_full_critical: 5.0,
+        }
+    }
+}
+
+/// What `check_memory_usage` reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryStatus {
+    /// The level after hysteresis.
+    pub status: PressureLevel,
+    /// The figures behind it.
+    pub details: MemoryDetails,
+}
+
+/// The figures behind a level.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MemoryDetails {
+    /// The budget, bytes.
+    pub budget_bytes: u64,
+    /// `max_memory_mb`, `cgroup` or `system`.
+    pub budget_source: String,
+    /// Process RSS, bytes.
+    pub rss_bytes: u64,
+    /// RSS, percent of the budget.
+    pub rss_percent: f64,
+    /// Bytes held by caches.
+    pub cache_bytes: u64,
+    /// Bytes of granted memory allocations.
+    pub allocation_bytes: u64,
+    /// Cache + allocation bytes, percent of the budget.
+    pub accounted_percent: f64,
+    /// PSI memory some avg10, when available.
+    pub psi_some_avg10: Option<f64>,
+    /// PSI memory full avg10, when available.
+    pub psi_full_avg10: Option<f64>,
+    /// The level before hysteresis.
+    pub raw_level: PressureLevel,
+    /// Which signals are at or above warning.
+    pub reasons: Vec<String>,
+}
+
+/// Carries out pressure actions. The integrator implements it over the cache registry,
+/// the pool manager, the rate limiter and the allocator; [`RegistrySink`] does the
+/// memory-side ones.
+pub trait ActionSink: Send + Sync {
+    /// Frees `bytes` from `cache`; the outcome text goes into the event.
+    fn trim_cache(&self, cache: &str, bytes: u64) -> Result<String, String>;
+    /// Closes up to `idle` idle connections of `pool`.
+    fn shrink_pool(&self, pool: &str, idle: u32) -> Result<String, String>;
+    /// Limits `tenant` until pressure is normal.
+    fn throttle(&self, tenant: &str, requests_per_minute: u32) -> Result<String, String>;
+    /// Refuses new work below `priority` until pressure is normal.
+    fn shed_below(&self, priority: u8) -> Result<String, String>;
+    /// Hands free allocator memory back to the OS.
+    fn purge_allocator(&self) -> Result<String, String>;
+    /// Raises an alert.
+    fn alert(&self, message: &str) -> Result<String, String>;
+    /// The pools, as pressure policies see them.
+    fn pool_stats(&self) -> Vec<PoolStat> {
+        Vec::new()
+    }
+    /// Pressure is back to normal: lift throttles and shedding.
+    fn relieved(&self) {}
+}
+
+/// Hook for an action the memory module cannot do itself.
+pub type Hook<A> = Box<dyn Fn(A) -> Result<String, String> + Send + Sync>;
+
+/// The memory-side sink: trims through the registry, purges with `malloc_trim`; pool
+/// shrinking, throttling and shedding go to hooks their managers register (unhooked
+/// actions report "not wired").
+#[derive(Default)]
+pub struct RegistrySink {
+    /// The caches.
+    pub caches: Arc<CacheRegistry>,
+    /// The pool manager's shrink hook.
+    pub shrink_pool: Option<Hook<(String, u32)>>,
+    /// The rate limiter's throttle hook.
+    pub throttle: Option<Hook<(String, u32)>>,
+    /// The admission hook for shedding.
+    pub shed_below: Option<Hook<u8>>,
+}
+
+impl std::fmt::Debug for RegistrySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrySink").finish_non_exhaustive()
+    }
+}
+
+fn hooked<A>(hook: &Option<Hook<A>>, a: A) -> Result<String, String> {
+    hook.as_ref().map_or(Err("not wired".to_string()), |h| h(a))
+}
+
+impl ActionSink for RegistrySink {
+    fn trim_cache(&self, cache: &str, bytes: u64) -> Result<String, String> {
+        self.caches
+            .trim(cache, bytes)
+            .map(|freed| format!("freed {freed} bytes"))
+            .map_err(|e| e.to_string())
+    }
+    fn shrink_pool(&self, pool: &str, idle: u32) -> Result<String, String> {
+        hooked(&self.shrink_pool, (pool.to_string(), idle))
+    }
+    fn throttle(&self, tenant: &str, rpm: u32) -> Result<String, String> {
+        hooked(&self.throttle, (tenant.to_string(), rpm))
+    }
+    fn shed_below(&self, priority: u8) -> Result<String, String> {
+        hooked(&self.shed_below, priority)
+    }
+    fn purge_allocator(&self) -> Result<String, String> {
+        let r = super::purge::malloc_trim();
+        Ok(format!(
+            "malloc_trim: {}",
+            if r {
+                "released memory"
+            } else {
+                "nothing released"
+            }
+        ))
+    }
+    fn alert(&self, message: &str) -> Result<String, String> {
+        tracing::warn!(target: "rmhost::alert", "{message}");
+        Ok("logged".into())
+    }
+}
+
+type Callback = Arc<dyn Fn(PressureLevel, &MemoryStatus) + Send + Sync>;
+
+/// The monitor. Share it with an `Arc`.
+pub struct MemoryMonitor {
+    cfg: PressureConfig,
+    telemetry: Telemetry,
+    caches: Arc<CacheRegistry>,
+    allocation_bytes: Box<dyn Fn() -> u64 + Send + Sync>,
+    policy: RwLock<Arc<dyn PressurePolicy>>,
+    sink: Arc<dyn ActionSink>,
+    events: Option<EventBus>,
+    level: Mutex<PressureLevel>,
+    callbacks: Mutex<Vec<Callback>>,
+}
+
+impl std::fmt::Debug for MemoryMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryMonitor")
+            .field("cfg", &self.cfg)
+            .field("level", &*self.level.lock())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryMonitor {
+    /// A monitor reading `telemetry`, accounting `caches` plus `allocation_bytes()` (the
+    /// ledger's granted memory), answering pressure with `policy` through `sink`.
+    pub fn new(
+        cfg: PressureConfig,
+        telemetry: Telemetry,
+        caches: Arc<CacheRegistry>,
+        allocation_bytes: impl Fn() -> u64 + Send + Sync + 'static,
+        policy: Arc<dyn PressurePolicy>,
+        sink: Arc<dyn ActionSink>,
+        events: Option<EventBus>,
+    ) -> Self {
+        MemoryMonitor {
+            cfg,
+            telemetry,
+            caches,
+            allocation_bytes: Box::new(allocation_bytes),
+            policy: RwLock::new(policy),
+            sink,
+            events,
+            level: Mutex::new(PressureLevel::Normal),
+            callbacks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Swaps the pressure policy (hot reload).
+    pub fn set_policy(&self, policy: Arc<dyn PressurePolicy>) {
+        *self.policy.write() = policy;
+    }
+
+    /// Calls `f(level, status)` on every level change.
+    pub fn on_memory_pressure(
+        &self,
+        f: impl Fn(PressureLevel, &MemoryStatus) + Send + Sync + 'static,
+    ) {
+        self.callbacks.lock().push(Arc::new(f));
+    }
+
+    /// Takes a telemetry sample now (tests, and `rmhost health` on demand).
+    pub fn telemetry_sample(&self) {
+        self.telemetry.sample_now();
+    }
+
+    /// The current level.
+    pub fn level(&self) -> PressureLevel {
+        *self.level.lock()
+    }
+
+    fn budget(&self, u: &Usage) -> (u64, &'static str) {
+        if let Some(b) = self.cfg.max_memory_bytes {
+            return (b, "max_memory_mb");
+        }
+        match u.memory.cgroup_limit {
+            Some(l) if l < u.memory.total || u.memory.total == 0 => (l, "cgroup"),
+            _ => (u.memory.total, "system"),
+        }
+    }
+
+    /// The level the signals give with thresholds lowered by `slack` points (PSI scaled by
+    /// `psi_scale`): slack 0 is the raw level; the hysteresis level uses the configured
+    /// points.
+    fn level_of(
+        &self,
+        d: &MemoryDetails,
+        slack: f64,
+        psi_scale: f64,
+        reasons: &mut Vec<String>,
+    ) -> PressureLevel {
+        let mut level = PressureLevel::Normal;
+        let mut bump = |l: PressureLevel, why: String| {
+            reasons.push(why);
+            level = level.max(l);
+        };
+        let (w, c) = (
+            self.cfg.warning_percent - slack,
+            self.cfg.critical_percent - slack,
+        );
+        for (name, pct) in [("rss", d.rss_percent), ("accounted", d.accounted_percent)] {
+            if pct >= c {
+                bump(
+                    PressureLevel::Critical,
+                    format!("{name} at {pct:.1}% of budget"),
+                );
+            } else if pct >= w {
+                bump(
+                    PressureLevel::Warning,
+                    format!("{name} at {pct:.1}% of budget"),
+                );
+            }
+        }
+        if let Some(full) = d
+            .psi_full_avg10
+            .filter(|&v| v >= self.cfg.psi_full_critical * psi_scale)
+        {
+            bump(
+                PressureLevel::Critical,
+                format!("PSI memory full avg10 {full:.1}%"),
+            );
+        }
+        if let Some(some) = d
+            .psi_some_avg10
+            .filter(|&v| v >= self.cfg.psi_some_warning * psi_scale)
+        {
+            bump(
+                PressureLevel::Warning,
+                format!("PSI memory some avg10 {some:.1}%"),
+            );
+        }
+        level
+    }
+
+    fn measure(&self) -> MemoryDetails {
+        let u = self.telemetry.usage();
+        let (budget, source) = self.budget(&u);
+        let cache_bytes = self.caches.total_bytes();
+        let allocation_bytes = (self.allocation_bytes)();
+        let pct = |v: u64| crate::telemetry::percentage(v, budget);
+        let psi = u.pressure.memory;
+        MemoryDetails {
+            budget_bytes: budget,
+            budget_source: source.into(),
+            rss_bytes: u.memory.process_rss,
+            rss_percent: pct(u.memory.process_rss),
+            cache_bytes,
+            allocation_bytes,
+            accounted_percent: pct(cache_bytes.saturating_add(allocation_bytes)),
+            psi_some_avg10: psi.map(|p| p.some.avg10),
+            psi_full_avg10: psi.and_then(|p| p.full.map(|f| f.avg10)),
+            raw_level: PressureLevel::Normal,
+            reasons: Vec::new(),
+        }
+    }
+
+    /// The level now, from the latest telemetry sample, without acting on it.
+    pub fn check_memory_usage(&self) -> MemoryStatus {
+        let (level, details) = self.evaluate(*self.level.lock());
+        MemoryStatus {
+            status: level,
+            details,
+        }
+    }
+
+    fn evaluate(&self, current: PressureLevel) -> (PressureLevel, MemoryDetails) {
+        let mut d = self.measure();
+        let mut reasons = Vec::new();
+        let raw = self.level_of(&d, 0.0, 1.0, &mut reasons);
+        let sticky = self.level_of(&d, self.cfg.hysteresis_points, 0.5, &mut Vec::new());
+        let level = if raw >= current {
+            raw
+        } else {
+            // Going down: only as far as the lowered thresholds allow.
+            sticky.min(current)
+        };
+        d.raw_level = raw;
+        d.reasons = reasons;
+        (level, d)
+    }
+
+    /// One monitoring step (call it every health interval, after a telemetry sample):
+    /// updates the level; on a change publishes `MemoryPressure` and tells subscribers; on
+    /// a change or while not normal runs the pressure policy and carries out its actions.
+    /// May block (a Wasm pressure policy): call it off the async executor.
+    pub fn tick(&self) -> MemoryStatus {
+        let mut guard = self.level.lock();
+        let previous = *guard;
+        let (level, details) = self.evaluate(previous);
+        *guard = level;
+        drop(guard);
+        let status = MemoryStatus {
+            status: level,
+            details,
+        };
+        if level != previous {
+            if let Some(bus) = &self.events {
+                bus.publish(Event::MemoryPressure { level });
+            }
+            let callbacks = self.callbacks.lock().clone();
+            for cb in callbacks {
+                cb(level, &status);
+            }
+            if level == PressureLevel::Normal {
+                self.sink.relieved();
+            }
+        }
+        if level != previous || level != PressureLevel::Normal {
+            self.respond(level);
+        }
+        status
+    }
+
+    /// Runs the pressure policy at `level` and carries out its actions; returns them with
+    /// their outcomes.
+    pub fn respond(&self, level: PressureLevel) -> Vec<(PressureAction, Result<String, String>)> {
+        let system = self.telemetry.system_usage(level);
+        let caches = self.caches.stats();
+        let pools = self.sink.pool_stats();
+        let policy = self.policy.read().clone();
+        let actions = policy.respond(level, &system, &caches, &pools);
+        let mut done = Vec::with_capacity(actions.len());
+        for action in actions {
+            let outcome = match &action {
+                PressureAction::TrimCache { cache, bytes } => self.sink.trim_cache(cache, *bytes),
+                PressureAction::ShrinkPool { pool, idle } => self.sink.shrink_pool(pool, *idle),
+                PressureAction::Throttle {
+                    tenant,
+                    requests_per_minute,
+                } => self.sink.throttle(tenant, *requests_per_minute),
+                PressureAction::ShedBelow { priority } => self.sink.shed_below(*priority),
+                PressureAction::PurgeAllocator => self.sink.purge_allocator(),
+                PressureAction::Alert { message } => self.sink.alert(message),
+            };
+            if let Some(bus) = &self.events {
+                bus.publish(Event::PressureAction {
+                    level,
+                    action: action.clone(),
+                    outcome: match &outcome {
+                        Ok(s) => s.clone(),
+                        Err(e) => format!("failed: {e}"),
+                    },
+                });
+                if let PressureAction::Alert { message } = &action {
+                    bus.publish(Event::Alert {
+                        message: message.clone(),
+                    });
+                }
+            }
+            done.push((action, outcome));
+        }
+        done
+    }
+
+    /// Ticks every `interval` on the blocking pool until aborted (telemetry samples on its
+    /// own task, `Telemetry::spawn`).
+    pub fn spawn(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticker.tick().await;
+                let me = self.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || me.tick()).await {
+                    tracing::warn!(error = %e, "memory monitor tick failed");
+                }
+            }
+        })
+    }
+}

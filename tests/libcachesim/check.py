@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Cross-check `rmhost sim` against libCacheSim (PyPI `libcachesim`, tested with 0.3.5).
+
+    pip install libcachesim numpy
+    python3 tests/libcachesim/check.py --sim "rmhost sim"          # the CLI
+    python3 tests/libcachesim/check.py --sim /path/to/rmsim        # any binary, same flags
+
+The sim command is called as
+    SIM --trace FILE --format plain|csv|oracle-general --cache-size N
+        --builtin lru,fifo,sieve,s3fifo --belady --json
+and must print a JSON array of {policy, requests, misses, miss_ratio, ...}.
+
+Traces (generated here with numpy, deterministic seeds):
+  - zipf:  Zipf(1.0) over 10k objects, 200k requests, unit sizes (plain text);
+  - scan:  the same Zipf mix with a sequential scan of 3k never-seen ids every 20k
+           requests (plain text);
+  - sized: the Zipf mix with per-object sizes 1..100 bytes (CSV `id,size,time`).
+Requires: identical miss counts for LRU and FIFO; Belady within 0.2 percentage points
+(Belady runs on the oracleGeneral conversion libCacheSim makes, which our reader also
+reads). S3-FIFO, SIEVE and W-TinyLFU are printed side by side, not required to match.
+Exits non-zero on any mismatch.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import libcachesim as lcs
+
+BELADY_TOLERANCE_PP = 0.2
+
+
+def zipf_ids(rng, objects, requests, alpha=1.0):
+    weights = 1.0 / np.arange(1, objects + 1, dtype=np.float64) ** alpha
+    return rng.choice(objects, size=requests, p=weights / weights.sum()) + 1
+
+
+def make_traces(d):
+    rng = np.random.default_rng(42)
+    zipf = zipf_ids(rng, 10_000, 200_000)
+    traces = {}
+
+    path = os.path.join(d, "zipf.txt")
+    np.savetxt(path, zipf, fmt="%d")
+    traces["zipf"] = (path, "plain", 10_000)
+
+    parts, nxt = [], 1_000_000
+    for i in range(0, len(zipf), 20_000):
+        parts.append(zipf[i : i + 20_000])
+        parts.append(np.arange(nxt, nxt + 3_000))
+        nxt += 3_000
+    path = os.path.join(d, "scan.txt")
+    np.savetxt(path, np.concatenate(parts), fmt="%d")
+    traces["scan"] = (path, "plain", 10_000)
+
+    sizes = 1 + (zipf * 2654435761 % 100)
+    path = os.path.join(d, "sized.csv")
+    with open(path, "w") as f:
+        f.write("id,size,time\n")
+        for t, (i, s) in enumerate(zip(zipf, sizes)):
+            f.write(f"{i},{s},{t}\n")
+    traces["sized"] = (path, "csv", int(sizes[np.unique(zipf, return_index=True)[1]].sum()))
+    return traces
+
+
+def reader(path, fmt):
+    if fmt == "plain":
+        return lcs.TraceReader(path, lcs.TraceType.PLAIN_TXT_TRACE, lcs.ReaderInitParam(ignore_obj_size=True))
+    if fmt == "csv":
+        p = lcs.ReaderInitParam(has_header=True, has_header_set=True, delimiter=",")
+        p.obj_id_field, p.obj_size_field, p.time_field = 1, 2, 3
+        return lcs.TraceReader(path, lcs.TraceType.CSV_TRACE, p)
+    return lcs.TraceReader(path, lcs.TraceType.ORACLE_GENERAL_TRACE, lcs.ReaderInitParam())
+
+
+def lcs_misses(path, fmt, policy, size):
+    r = reader(path, fmt)
+    n = sum(1 for _ in r)  # count requests the way the reader sees them
+    r.reset()
+    miss_ratio, byte_miss_ratio = getattr(lcs, policy)(cache_size=size).process_trace(r)
+    return round(miss_ratio * n), miss_ratio, n
+
+
+def run_ours(sim, path, fmt, size, builtins, belady):
+    cmd = shlex.split(sim) + ["--trace", path, "--format", fmt, "--cache-size", str(size), "--json"]
+    if builtins:
+        cmd += ["--builtin", ",".join(builtins)]
+    if belady:
+        cmd.append("--belady")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return {r["policy"]: r for r in json.loads(out)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sim", required=True, help="the sim command (e.g. 'rmhost sim' or a binary path)")
+    ap.add_argument("--keep", help="write traces into this directory and keep them")
+    args = ap.parse_args()
+
+    d = args.keep or tempfile.mkdtemp(prefix="rmhost-lcs-")
+    os.makedirs(d, exist_ok=True)
+    traces = make_traces(d)
+    failures = 0
+    print(f"{'trace':6} {'size':>7} {'policy':10} {'libCacheSim':>12} {'rmhost':>12}  verdict")
+    for name, (path, fmt, footprint) in traces.items():
+        og = path + ".oracleGeneral"
+        r = reader(path, fmt)
+        lcs.Util.convert_to_oracleGeneral(r._reader, og)
+        for frac in (0.01, 0.10):
+            size = max(2, int(footprint * frac))
+            ours = run_ours(args.sim, path, fmt, size, ["lru", "fifo", "sieve", "s3fifo"], False)
+            ours.update(run_ours(args.sim, og, "oracle-general", size, [], True))
+            rows = [("LRU", "builtin:lru", "exact"), ("FIFO", "builtin:fifo", "exact"),
+                    ("Belady", "belady", "pp"), ("Sieve", "builtin:sieve", None),
+                    ("S3FIFO", "builtin:s3fifo", None), ("WTinyLFU", None, None)]
+            for lcs_name, ours_name, rule in rows:
+                src, sfmt = (og, "oracle-general") if lcs_name == "Belady" else (path, fmt)
+                m, mr, n = lcs_misses(src, sfmt, lcs_name, size)
+                o = ours.get(ours_name) if ours_name else None
+                verdict = "(info)"
+                if rule == "exact":
+                    ok = o is not None and o["misses"] == m and o["requests"] == n
+                    verdict = "OK" if ok else "MISMATCH"
+                elif rule == "pp":
+                    ok = o is not None and abs(o["miss_ratio"] - mr) * 100 <= BELADY_TOLERANCE_PP
+                    verdict = "OK" if ok else "MISMATCH"
+                else:
+                    ok = True
+                failures += not ok
+                ours_txt = f"{o['miss_ratio']:.4f}" if o else "-"
+                print(f"{name:6} {size:>7} {lcs_name:10} {mr:>12.4f} {ours_txt:>12}  {verdict}"
+                      + (f"  (misses {m} vs {o['misses'] if o else '-'})" if verdict == "MISMATCH" else ""))
+    print("traces in", d)
+    if failures:
+        print(f"{failures} mismatch(es)", file=sys.stderr)
+        sys.exit(1)
+    print("all required checks match")
+
+
+if __name__ == "__main__":
+    main()
