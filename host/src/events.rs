@@ -335,8 +335,18 @@ impl EventBus {
         let mut recent = self.inner.recent.lock();
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let env = Arc::new(Envelope { seq, at_ms, event });
-        if let Ok(json) = serde_json::to_string(&*env) {
-            tracing::info!(target: "rmhost::audit", event = env.event.name(), seq, "{json}");
+        // The audit log: allocation, policy and pressure events at info; per-entry cache
+        // evictions (possibly thousands a second) only at debug.
+        let chatty = matches!(env.event, Event::CacheEvicted { .. });
+        if (chatty && tracing::enabled!(target: "rmhost::audit", tracing::Level::DEBUG))
+            || (!chatty && tracing::enabled!(target: "rmhost::audit", tracing::Level::INFO))
+        {
+            let json = serde_json::to_string(&*env).unwrap_or_default();
+            if chatty {
+                tracing::debug!(target: "rmhost::audit", event = env.event.name(), seq, "{json}");
+            } else {
+                tracing::info!(target: "rmhost::audit", event = env.event.name(), seq, "{json}");
+            }
         }
         if recent.len() == RECENT {
             recent.pop_front();

@@ -5,3 +5,4 @@ mod api;
 mod cli;
 mod harness;
 mod lifecycle;
+mod memory;

@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod events;
+mod memory;
 mod metrics;
 mod resources;
 mod system;
@@ -69,6 +70,24 @@ pub fn router(host: Arc<Host>, stopping: watch::Receiver<bool>) -> Router {
         )
         .route("/v1/ratelimit/check", post(resources::rate_check))
         .route("/v1/events", get(events::stream))
+        .route("/v1/caches", get(memory::list_caches))
+        .route(
+            "/v1/caches/{name}",
+            get(memory::get_cache)
+                .put(memory::put_cache)
+                .delete(memory::delete_cache),
+        )
+        .route(
+            "/v1/caches/{name}/entries/{key}",
+            get(memory::get_entry)
+                .put(memory::put_entry)
+                .delete(memory::delete_entry),
+        )
+        .route("/v1/caches/{name}/trim", post(memory::trim))
+        .route("/v1/memory", get(memory::memory))
+        .route("/v1/gc", post(memory::gc))
+        .route("/v1/snapshot", get(memory::snapshot))
+        .route("/v1/leaks", get(memory::leaks))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

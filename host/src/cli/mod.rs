@@ -5,6 +5,8 @@
 
 mod client;
 mod config_cmd;
+mod memory;
+mod profile;
 mod report;
 mod run;
 
@@ -77,6 +79,23 @@ pub enum Command {
     },
     /// Usage, allocations by tenant and rates, from a running daemon.
     Report(ClientArgs),
+    /// Replay a cache trace through eviction policies (offline; no daemon needed).
+    Sim(memory::SimArgs),
+    /// Trim caches to their low watermark and hand free memory back to the OS.
+    Gc(ClientArgs),
+    /// A JSON snapshot of accounted memory.
+    Snapshot {
+        /// How to reach the daemon.
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Write it here instead of stdout.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+    /// Suspected leaks (growth trends, stale allocations, growing policy instances).
+    Leaks(ClientArgs),
+    /// Record usage as a JSON time series (and an SVG chart).
+    Profile(profile::ProfileArgs),
     /// Health of a running daemon: exit 0 healthy, 1 degraded, 2 unhealthy, 3 unreachable.
     Health {
         /// How to reach the daemon.
@@ -95,5 +114,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Config { command } => config_cmd::run(command),
         Command::Report(c) => report::report(&c).await,
         Command::Health { client, verbose } => report::health(&client, verbose).await,
+        Command::Sim(args) => memory::run_sim_cmd(&args, &|p| {
+            Err(format!(
+                "cannot load {}: Wasm policies need the policy runtime, which this build lacks",
+                p.display()
+            ))
+        }),
+        Command::Gc(c) => memory::gc(&c).await,
+        Command::Snapshot { client, output } => memory::snapshot(&client, output.as_deref()).await,
+        Command::Leaks(c) => memory::leaks(&c).await,
+        Command::Profile(args) => profile::profile(&args).await,
     }
 }

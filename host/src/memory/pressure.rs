@@ -187,6 +187,10 @@ pub struct MemoryMonitor {
     events: Option<EventBus>,
     level: Mutex<PressureLevel>,
     callbacks: Mutex<Vec<Callback>>,
+    /// While not normal, the policy runs again at most this often (the health interval);
+    /// a level change always runs it at once.
+    respond_every: Mutex<Duration>,
+    last_respond: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for MemoryMonitor {
@@ -220,7 +224,15 @@ impl MemoryMonitor {
             events,
             level: Mutex::new(PressureLevel::Normal),
             callbacks: Mutex::new(Vec::new()),
+            respond_every: Mutex::new(Duration::ZERO),
+            last_respond: Mutex::new(None),
         }
+    }
+
+    /// Lets `tick` run often (to notice level changes quickly) while repeating the policy's
+    /// response only every `every` while the level stays above normal.
+    pub fn set_respond_interval(&self, every: Duration) {
+        *self.respond_every.lock() = every;
     }
 
     /// Swaps the pressure policy (hot reload).
@@ -382,7 +394,12 @@ impl MemoryMonitor {
                 self.sink.relieved();
             }
         }
-        if level != previous || level != PressureLevel::Normal {
+        let due = {
+            let last = self.last_respond.lock();
+            last.is_none_or(|t| t.elapsed() >= *self.respond_every.lock())
+        };
+        if level != previous || (level != PressureLevel::Normal && due) {
+            *self.last_respond.lock() = Some(std::time::Instant::now());
             self.respond(level);
         }
         status

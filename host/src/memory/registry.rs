@@ -96,8 +96,10 @@ pub struct CacheBytes {
     pub capacity_bytes: u64,
 }
 
-/// An accounting cache: keys and sizes only.
-pub type AccountingCache = Cache<String, ()>;
+/// A registry-managed cache: string keys with sizes, and optionally a value (the
+/// daemon's `PUT /v1/caches/{name}/entries/{key}` may carry one; the seed's accounting
+/// mode carries none).
+pub type AccountingCache = Cache<String, Option<Arc<str>>>;
 
 struct Registered {
     tenant: String,
@@ -166,7 +168,12 @@ impl CacheRegistry {
         let mut cache = Cache::new(cfg, policy);
         if let Some(bus) = self.events.clone() {
             let cache_name = name.to_string();
-            cache = cache.on_removal(move |key: String, (), cause| {
+            cache = cache.on_removal(move |key: String, _value, cause| {
+                // The caller of an explicit removal already knows; remote apps learn of
+                // evictions, expiries and rejections through these events.
+                if cause == RemovalCause::Explicit {
+                    return;
+                }
                 bus.publish(Event::CacheEvicted {
                     cache: cache_name.clone(),
                     key,
@@ -259,7 +266,32 @@ impl CacheRegistry {
     ) -> Result<bool, CacheError> {
         Ok(self
             .accounting(cache)?
-            .insert_with(key, (), size, priority, ttl))
+            .insert_with(key, None, size, priority, ttl))
+    }
+
+    /// Stores an entry with an optional value; returns whether it is held afterwards.
+    pub fn put_cache_entry(
+        &self,
+        cache: &str,
+        key: String,
+        value: Option<Arc<str>>,
+        size: u64,
+        priority: u8,
+        ttl: Option<Duration>,
+    ) -> Result<bool, CacheError> {
+        Ok(self
+            .accounting(cache)?
+            .insert_with(key, value, size, priority, ttl))
+    }
+
+    /// Looks an entry up and returns its value: `None` when absent, `Some(None)` when held
+    /// without a value.
+    pub fn read_cache_entry(
+        &self,
+        cache: &str,
+        key: &str,
+    ) -> Result<Option<Option<Arc<str>>>, CacheError> {
+        Ok(self.accounting(cache)?.get(key))
     }
 
     /// Looks an entry up (counts a hit or a miss, and the access for the policy).

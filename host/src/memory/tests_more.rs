@@ -267,7 +267,7 @@ fn gc_and_snapshot_report() {
         .register_cache("c", "t", 1000, Box::new(crate::policy::NativeLru::new()))
         .unwrap();
     for i in 0..10 {
-        c.insert(format!("{i}"), (), 100);
+        c.insert(format!("{i}"), None, 100);
     }
     let r = gc(&reg);
     // Down to capacity minus 1% headroom (990): one whole 100-byte entry goes.

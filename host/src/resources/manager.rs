@@ -61,6 +61,11 @@ impl ResourceManager {
         *self.inner.system.write() = Arc::new(f);
     }
 
+    /// The manager's clock, ms (allocation `created_ms` is on it).
+    pub fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
     /// The global limits.
     pub fn limits(&self) -> GlobalLimits {
         self.inner.limits

@@ -1,0 +1,239 @@
+//! The composition root: builds every manager from a `Config`, wires them together, runs
+//! the background tasks, and serves the HTTP API until a shutdown signal, draining
+//! in-flight requests within the configured timeout.
+//!
+//! Library users embed [`Host`] directly; the `rmhost run` binary is a thin wrapper.
+
+mod checks;
+mod serve;
+mod sink;
+mod tasks;
+
+pub use serve::{check_listen, serve, shutdown_signal};
+pub use sink::HostSink;
+
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::memory::{CacheRegistry, LeakConfig, LeakDetector, MemoryMonitor, PressureConfig};
+use crate::policy::{NativePressure, PressureLevel, ResourceKind};
+use crate::resources::{AllocationFilter, GlobalLimits, ManagerOptions, ResourceManager};
+use crate::telemetry::Telemetry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// Auth is off and the listen address is not loopback.
+    #[error(
+        "refusing to listen on {addr} without auth: set [auth] admin_token_sha256 (see `rmhost config hash-token`) or listen on a loopback address such as 127.0.0.1:7070"
+    )]
+    InsecureListen {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// A tenant's quota in the config is invalid.
+    #[error("config tenants.{tenant}: {reason}")]
+    Tenant {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        reason: String,
+    },
+    /// Binding the listen address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Telemetry could not start.
+    #[error("telemetry: {0}")]
+    Telemetry(crate::telemetry::TelemetryError),
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Every manager of a running host.
+#[derive(Debug)]
+pub struct Host {
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// The event bus.
+    pub events: EventBus,
+    /// System and process telemetry.
+    pub telemetry: Telemetry,
+    /// The allocation ledger.
+    pub resources: ResourceManager,
+    /// Named caches (typed and accounting-only).
+    pub caches: Arc<CacheRegistry>,
+    /// Memory pressure levels and responses.
+    pub memory: Arc<MemoryMonitor>,
+    /// Leak heuristics over RSS, caches, tenants, allocations and policy instances.
+    pub leaks: Arc<LeakDetector>,
+    ready: AtomicBool,
+    started: Instant,
+}
+
+/// Global limits from the config's `[limits]`: CPU as a share of every core, in millicores.
+pub fn global_limits(config: &Config) -> GlobalLimits {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get() as u64)
+        .unwrap_or(1);
+    GlobalLimits {
+        memory_bytes: config.memory_budget_bytes(),
+        cpu_millicores: cores * 10 * config.limits.max_cpu_percentage as u64,
+        connections: config.limits.max_connections as u64,
+        requests_per_minute: config.limits.max_requests_per_minute as u64,
+        file_handles: config.limits.max_file_handles,
+    }
+}
+
+/// Memory bytes granted through the ledger.
+fn allocated_memory(resources: &ResourceManager) -> u64 {
+    resources
+        .usage()
+        .global
+        .iter()
+        .find(|k| k.kind == ResourceKind::Memory)
+        .map_or(0, |k| k.used)
+}
+
+impl Host {
+    /// Builds every manager from `config` with real telemetry.
+    pub fn new(config: Config) -> Result<Arc<Host>, HostError> {
+        let telemetry = Telemetry::sysinfo().map_err(HostError::Telemetry)?;
+        Self::with_telemetry(config, telemetry)
+    }
+
+    /// Builds every manager with the given telemetry (tests pass a fake source).
+    pub fn with_telemetry(config: Config, telemetry: Telemetry) -> Result<Arc<Host>, HostError> {
+        let events = EventBus::new();
+        let resources = ResourceManager::new(
+            ManagerOptions {
+                limits: global_limits(&config),
+                requests_per_minute: config.limits.max_requests_per_minute,
+            },
+            events.clone(),
+        );
+        for (tenant, q) in &config.tenants {
+            for kind in ResourceKind::ALL {
+                if let Some(limit) = q.limit(kind) {
+                    resources
+                        .set_quota(tenant, kind, Some(limit))
+                        .map_err(|e| HostError::Tenant {
+                            tenant: tenant.clone(),
+                            reason: e.to_string(),
+                        })?;
+                }
+            }
+            if let Some(rpm) = q.requests_per_minute {
+                resources.rate_limits().set_override(tenant, Some(rpm));
+            }
+        }
+        let caches = Arc::new(CacheRegistry::new(Some(events.clone())));
+        let sink = Arc::new(HostSink::new(
+            caches.clone(),
+            resources.clone(),
+            events.clone(),
+        ));
+        let r = resources.clone();
+        let memory = Arc::new(MemoryMonitor::new(
+            PressureConfig {
+                warning_percent: config.memory.warning_threshold_percent as f64,
+                critical_percent: config.memory.critical_threshold_percent as f64,
+                max_memory_bytes: Some(config.memory_budget_bytes()),
+                ..PressureConfig::default()
+            },
+            telemetry.clone(),
+            caches.clone(),
+            move || allocated_memory(&r),
+            Arc::new(NativePressure),
+            sink,
+            Some(events.clone()),
+        ));
+        memory.set_respond_interval(Duration::from_millis(
+            config.monitoring.health_check_interval_ms,
+        ));
+        let m = memory.clone();
+        let t = telemetry.clone();
+        resources.set_system_usage(move || t.system_usage(m.level()));
+        let leaks = Arc::new(LeakDetector::new(
+            LeakConfig::default(),
+            Some(events.clone()),
+        ));
+        Ok(Arc::new(Host {
+            config: Arc::new(config),
+            events,
+            telemetry,
+            resources,
+            caches,
+            memory,
+            leaks,
+            ready: AtomicBool::new(false),
+            started: Instant::now(),
+        }))
+    }
+
+    /// Whether the host serves requests (false before start and while shutting down).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready
+            .store(ready, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time since the host was built.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Granted memory per tenant (for snapshots).
+    pub fn tenant_memory(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for a in self.resources.allocations(&AllocationFilter {
+            kind: Some(ResourceKind::Memory),
+            ..Default::default()
+        }) {
+            *out.entry(a.tenant).or_default() += a.amount;
+        }
+        out
+    }
+
+    /// A fresh eviction policy instance for a cache of `tenant`: the named one (a builtin
+    /// such as `lru` / `builtin:lru`), else the native LRU.
+    pub fn eviction_policy(
+        &self,
+        _tenant: &str,
+        name: Option<&str>,
+    ) -> Result<Box<dyn crate::policy::EvictionPolicy>, String> {
+        match name {
+            None => Ok(Box::new(crate::policy::NativeLru::new())),
+            Some(n) => {
+                let builtin = n.strip_prefix("builtin:").unwrap_or(n);
+                crate::memory::sim::builtin(builtin).ok_or_else(|| {
+                    format!(
+                        "unknown eviction policy {n:?} (builtins: {})",
+                        crate::memory::sim::BUILTINS.join(", ")
+                    )
+                })
+            }
+        }
+    }
+
+    /// Linear memory of every live policy instance (empty until the Wasm runtime is wired).
+    pub fn policy_instance_memory(&self) -> Vec<crate::memory::purge::InstanceMemory> {
+        Vec::new()
+    }
+
+    /// The current pressure level.
+    pub fn pressure(&self) -> PressureLevel {
+        self.memory.level()
+    }
+}

@@ -1,0 +1,285 @@
+//! Caches, memory, gc, snapshot, leaks, profile and sim through the daemon and the CLI.
+
+use crate::harness::{Daemon, http, run_cli};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn caches_store_evict_and_report_through_the_api() {
+    let d = Daemon::start("", &[], &[]);
+    let c = http();
+    let r = c
+        .put(d.url("/v1/caches/sessions"))
+        .json(&json!({"capacity_bytes": 1000, "policy": "lru"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let mut events = c.get(d.url("/v1/events")).send().await.unwrap();
+
+    let put = |key: String, body: Value| {
+        c.put(d.url(&format!("/v1/caches/sessions/entries/{key}")))
+            .json(&body)
+            .send()
+    };
+    let r: Value = put("a".into(), json!({"value": {"user": 7}}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["held"], true);
+    let got: Value = c
+        .get(d.url("/v1/caches/sessions/entries/a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["value"], json!({"user": 7}));
+    // Fill past capacity with accounted (value-less) entries: the least recent go.
+    for i in 0..12 {
+        let r = put(format!("k{i}"), json!({"size": 100, "priority": 1}))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let info: Value = c
+        .get(d.url("/v1/caches/sessions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(info["bytes"].as_u64().unwrap() <= 1000, "{info}");
+    assert!(info["evictions"].as_u64().unwrap() >= 3, "{info}");
+    assert_eq!(
+        c.get(d.url("/v1/caches/sessions/entries/k0"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.get(d.url("/v1/caches/sessions/entries/k11"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Remote apps learn of evictions through events.
+    let mut buf = String::new();
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(chunk) = events.chunk().await.unwrap() {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            if buf.contains("event: CacheEvicted") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(seen, "{buf}");
+
+    // Bad input names the field; unknown caches are 404.
+    let r = put("x".into(), json!({})).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("size"));
+    let r = c
+        .put(d.url("/v1/caches/nope/entries/x"))
+        .json(&json!({"size": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .put(d.url("/v1/caches/other"))
+        .json(&json!({"capacity_bytes": 10, "policy": "nonsense"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // A trim frees bytes through the policy.
+    let t: Value = c
+        .post(d.url("/v1/caches/sessions/trim"))
+        .json(&json!({"bytes": 300}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(t["freed_bytes"].as_u64().unwrap() >= 300, "{t}");
+    let list: Vec<Value> = c
+        .get(d.url("/v1/caches"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    let m: Value = c
+        .get(d.url("/v1/memory"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ["normal", "warning", "critical"].contains(&m["status"].as_str().unwrap()),
+        "{m}"
+    );
+    assert!(m["details"]["rss_bytes"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn gc_snapshot_leaks_and_profile_verbs() {
+    let d = Daemon::start("", &[], &[]);
+    let c = http();
+    c.put(d.url("/v1/caches/c1"))
+        .json(&json!({"capacity_bytes": 100000, "tenant": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    c.put(d.url("/v1/caches/c1/entries/k"))
+        .json(&json!({"size": 5000}))
+        .send()
+        .await
+        .unwrap();
+    let addr = d.addr.as_str();
+
+    let (code, out, err) = run_cli(&["gc", "--addr", addr], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("rss "), "{out}");
+
+    let snap = d._dir.path().join("snap.json");
+    let (code, _, err) = run_cli(
+        &["snapshot", "--addr", addr, "-o", snap.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_slice(&std::fs::read(&snap).unwrap()).unwrap();
+    assert_eq!(v["caches"][0]["name"], "c1");
+    assert_eq!(v["tenants"]["acme"], 5000);
+    assert!(v["rss_bytes"].as_u64().unwrap() > 0);
+
+    let (code, out, err) = run_cli(&["leaks", "--addr", addr, "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["leaks"].is_array());
+
+    let json_out = d._dir.path().join("p.json");
+    let svg_out = d._dir.path().join("p.svg");
+    let (code, _, err) = run_cli(
+        &[
+            "profile",
+            "--addr",
+            addr,
+            "-d",
+            "1",
+            "--interval",
+            "200",
+            "-o",
+            json_out.to_str().unwrap(),
+            "--svg",
+            svg_out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_slice(&std::fs::read(&json_out).unwrap()).unwrap();
+    assert!(v["points"].as_array().unwrap().len() >= 4, "{v}");
+    let svg = std::fs::read_to_string(&svg_out).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 4);
+}
+
+#[test]
+fn sim_prints_a_table_and_json_with_belady_as_the_bound() {
+    let spec = "zipf:alpha=1.0,objects=2000,requests=20000,seed=7";
+    let (code, out, err) = run_cli(
+        &[
+            "sim",
+            "--synthetic",
+            spec,
+            "--cache-size",
+            "200",
+            "--builtin",
+            "lru,fifo",
+            "--belady",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v.iter().map(|r| r["policy"].as_str().unwrap()).collect();
+    assert_eq!(names, ["builtin:lru", "builtin:fifo", "belady"]);
+    for r in &v {
+        assert_eq!(r["requests"], 20000);
+        for k in ["misses", "miss_ratio", "byte_miss_ratio", "ns_per_request"] {
+            assert!(r[k].is_number(), "{k} in {r}");
+        }
+    }
+    let opt = v[2]["misses"].as_u64().unwrap();
+    assert!(opt <= v[0]["misses"].as_u64().unwrap() && opt <= v[1]["misses"].as_u64().unwrap());
+
+    let (code, out, _) = run_cli(
+        &[
+            "sim",
+            "--synthetic",
+            spec,
+            "--cache-size",
+            "200",
+            "--builtin",
+            "lru",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("POLICY") && out.contains("builtin:lru"),
+        "{out}"
+    );
+
+    // Bad input is named.
+    let (code, _, err) = run_cli(
+        &[
+            "sim",
+            "--synthetic",
+            spec,
+            "--cache-size",
+            "200",
+            "--builtin",
+            "nope",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("nope"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("t.csv");
+    std::fs::write(&bad, "1,10\n2,big\n").unwrap();
+    let (code, _, err) = run_cli(
+        &[
+            "sim",
+            "--trace",
+            bad.to_str().unwrap(),
+            "--format",
+            "csv",
+            "--cache-size",
+            "10",
+            "--builtin",
+            "lru",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("line 2"), "{err}");
+}
