@@ -8,6 +8,7 @@
 //! | [`config`] | `rmhost.toml`, env and CLI layering, validation, `config print` | touch any manager |
 //! | [`telemetry`] | CPU, memory, PSI, cgroup, fds, connection and request counters | decide anything |
 //! | [`policy`] | the decision traits, domain types mirroring `wit/`, native defaults | import wasmtime |
+//! | [`runtime`] | wasmtime: engine, bindings, limits, artifact cache, loader, watcher, bindings registry, adapters | leak wasmtime types out |
 //! | [`resources`] | the allocation ledger, quotas, preemption, leases, orphans, rate limits | know about HTTP or Wasm |
 //! | [`memory`] | caches and their eviction protocol, pressure levels and responses, leaks, gc, snapshots, `sim` | import wasmtime |
 //! | [`events`] | the broadcast bus and the recent-events ring (audit log via tracing) | block a publisher |
@@ -28,4 +29,5 @@ pub mod health;
 pub mod memory;
 pub mod policy;
 pub mod resources;
+pub mod runtime;
 pub mod telemetry;

@@ -48,7 +48,7 @@ impl PolicyRuntime {
             Some(p) => Target::Named(self.shared.slot(p)),
             None => Target::Tenant(tenant.to_string()),
         };
-        Box::new(WasmEviction {
+        let mut ev = WasmEviction {
             shared: self.shared.clone(),
             target,
             bind_gen: u64::MAX,
@@ -58,7 +58,11 @@ impl PolicyRuntime {
             fed: false,
             needs_replay: false,
             name: "builtin:lru".into(),
-        })
+        };
+        // Pick the serving policy now, so `name()` is right before the first batch (the
+        // instance itself is made at the first `observe`).
+        ev.follow();
+        Box::new(ev)
     }
 }
 
@@ -191,10 +195,7 @@ impl WasmEviction {
                 let g = self.shared.bind_gen.load(Relaxed);
                 if g != self.bind_gen {
                     self.bind_gen = g;
-                    self.slot = self
-                        .shared
-                        .bound_name(Some(t), PolicyKind::Eviction)
-                        .map(|n| self.shared.slot(&n));
+                    self.slot = self.shared.bound_slot(Some(t), PolicyKind::Eviction);
                 }
                 self.slot.clone()
             }

@@ -319,6 +319,29 @@ mod unit {
     }
 
     #[test]
+    fn host_imports_work_without_wasm() {
+        use wit_host::Host;
+        let env = Arc::new(InstanceEnv {
+            name: "p".into(),
+            settings: Arc::new(BTreeMap::from([("algorithm".into(), "lru".into())])),
+            start: Instant::now(),
+            memory_cap: 1 << 20,
+            wasi: false,
+        });
+        let (mut a, mut b) = (StoreState::new(env.clone()), StoreState::new(env));
+        assert_eq!(a.setting("algorithm".into()).as_deref(), Some("lru"));
+        assert_eq!(a.setting("nope".into()), None);
+        assert_eq!(a.random_u64(), b.random_u64());
+        assert_ne!(a.random_u64(), a.random_u64());
+        assert!(a.now_ms() < 1000);
+        // A flood of log lines is cut to the bucket's size and counted.
+        for _ in 0..200 {
+            a.log(LogLevel::Debug, "x".repeat(5000));
+        }
+        assert!(a.log_dropped >= 100, "{}", a.log_dropped);
+    }
+
+    #[test]
     fn rng_is_reproducible_per_name() {
         let (mut a, mut b) = (fnv1a(b"lru"), fnv1a(b"lru"));
         assert_eq!(splitmix64(&mut a), splitmix64(&mut b));

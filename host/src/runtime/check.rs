@@ -210,7 +210,7 @@ pub(crate) fn eviction_conformance(
             let bytes = 1 + next(&mut rng) % (total / 4 + 1);
             // Mostly room for every live id (then freeing `bytes` is possible), sometimes a
             // tight count to check the bound.
-            let max = if next(&mut rng) % 4 == 0 {
+            let max = if next(&mut rng).is_multiple_of(4) {
                 1 + (next(&mut rng) % 3) as u32
             } else {
                 live.len() as u32

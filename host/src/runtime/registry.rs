@@ -60,8 +60,9 @@ impl PolicySlot {
 
 #[derive(Debug, Default)]
 struct Bindings {
-    defaults: HashMap<PolicyKind, String>,
-    tenants: HashMap<String, HashMap<PolicyKind, String>>,
+    // Slots, not names, so resolving a call is one map lookup and no allocation.
+    defaults: HashMap<PolicyKind, Arc<PolicySlot>>,
+    tenants: HashMap<String, HashMap<PolicyKind, Arc<PolicySlot>>>,
 }
 
 /// The runtime's state behind the cheap-to-clone handle.
@@ -227,7 +228,10 @@ impl PolicyRuntime {
             .build(name, bytes, path)
             .and_then(|v| v.smoke().map(|_| v));
         let v = match built {
-            Ok(v) => Arc::new(v),
+            Ok(v) => {
+                v.arm();
+                Arc::new(v)
+            }
             Err(reason) => {
                 sh.events.publish(Event::PolicyReloadFailed {
                     name: name.to_string(),
@@ -266,9 +270,9 @@ impl PolicyRuntime {
         };
         {
             let mut b = sh.bindings.write();
-            b.defaults.retain(|_, p| p != name);
+            b.defaults.retain(|_, p| *p.name != *name);
             for t in b.tenants.values_mut() {
-                t.retain(|_, p| p != name);
+                t.retain(|_, p| *p.name != *name);
             }
             b.tenants.retain(|_, t| !t.is_empty());
             sh.bind_gen.fetch_add(1, Relaxed);
@@ -290,29 +294,32 @@ impl PolicyRuntime {
         policy: Option<&str>,
     ) -> Result<(), RuntimeError> {
         let sh = &self.shared;
-        if let Some(p) = policy {
-            let v = sh
-                .slots
-                .read()
-                .get(p)
-                .and_then(|s| s.current())
-                .ok_or_else(|| RuntimeError::NotLoaded(p.to_string()))?;
-            if !v.has(kind) {
-                return Err(RuntimeError::WrongKind {
-                    name: p.to_string(),
-                    kind,
-                    implements: kinds_list(&v.kinds),
-                });
+        let slot = match policy {
+            None => None,
+            Some(p) => {
+                let slot = sh.slots.read().get(p).cloned();
+                let v = slot
+                    .as_ref()
+                    .and_then(|s| s.current())
+                    .ok_or_else(|| RuntimeError::NotLoaded(p.to_string()))?;
+                if !v.has(kind) {
+                    return Err(RuntimeError::WrongKind {
+                        name: p.to_string(),
+                        kind,
+                        implements: kinds_list(&v.kinds),
+                    });
+                }
+                slot
             }
-        }
+        };
         {
             let mut b = sh.bindings.write();
             let map = match tenant {
                 None => &mut b.defaults,
                 Some(t) => b.tenants.entry(t.to_string()).or_default(),
             };
-            match policy {
-                Some(p) => map.insert(kind, p.to_string()),
+            match slot {
+                Some(s) => map.insert(kind, s),
                 None => map.remove(&kind),
             };
             b.tenants.retain(|_, t| !t.is_empty());
@@ -350,13 +357,13 @@ impl PolicyRuntime {
             .map(|(k, p)| BindingInfo {
                 tenant: None,
                 kind: *k,
-                policy: p.clone(),
+                policy: p.name.to_string(),
             })
             .chain(b.tenants.iter().flat_map(|(t, m)| {
                 m.iter().map(|(k, p)| BindingInfo {
                     tenant: Some(t.clone()),
                     kind: *k,
-                    policy: p.clone(),
+                    policy: p.name.to_string(),
                 })
             }))
             .collect();
@@ -454,8 +461,12 @@ impl Shared {
         PolicyVersion::build(&cx, bytes, path)
     }
 
-    /// The bound policy name for (tenant, kind): the tenant's binding, else the default.
-    pub(crate) fn bound_name(&self, tenant: Option<&str>, kind: PolicyKind) -> Option<String> {
+    /// The bound policy for (tenant, kind): the tenant's binding, else the default.
+    pub(crate) fn bound_slot(
+        &self,
+        tenant: Option<&str>,
+        kind: PolicyKind,
+    ) -> Option<Arc<PolicySlot>> {
         let b = self.bindings.read();
         tenant
             .and_then(|t| b.tenants.get(t))
@@ -471,8 +482,7 @@ impl Shared {
         tenant: Option<&str>,
         kind: PolicyKind,
     ) -> Option<(Arc<PolicySlot>, Arc<PolicyVersion>)> {
-        let name = self.bound_name(tenant, kind)?;
-        let slot = self.slots.read().get(&name).cloned()?;
+        let slot = self.bound_slot(tenant, kind)?;
         let (_, v) = slot.serving()?;
         v.has(kind).then_some((slot, v))
     }

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -21,6 +22,10 @@ use crate::policy::{
     CacheStat, Holder, PolicyKind, PoolStat, PressureAction, PressureLevel, QuotaDecision,
     QuotaRequest, SystemUsage, TenantState, Waiter,
 };
+
+/// The deadline of instantiation, smoke calls and conformance runs (or the policy's own
+/// deadline when longer).
+pub(crate) const SETUP_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Why a guest call did not produce a usable answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +92,8 @@ pub(crate) struct PolicyVersion {
     pub deadline: Duration,
     env: Arc<InstanceEnv>,
     engine: Engine,
+    /// The per-call deadline in force: relaxed (see [`SETUP_DEADLINE`]) until [`Self::arm`].
+    call_ticks: AtomicU64,
     deadline_ticks: u64,
     eviction: Option<eviction::EvictionPolicyPre<StoreState>>,
     quota: Option<quota::QuotaPolicyPre<StoreState>>,
@@ -164,6 +171,7 @@ impl PolicyVersion {
                 wasi,
             }),
             engine: cx.engine.clone(),
+            call_ticks: AtomicU64::new(engine::ticks(cx.deadline.max(SETUP_DEADLINE))),
             deadline_ticks: engine::ticks(cx.deadline),
             eviction: None,
             quota: None,
@@ -207,6 +215,14 @@ impl PolicyVersion {
         Ok(v)
     }
 
+    /// Switches from the setup deadline to the policy's real per-call deadline; called just
+    /// before the version is swapped in. Smoke calls and `policy check` conformance runs
+    /// check answers, not speed, so they run under the relaxed one (a loaded machine or a
+    /// debug build of the host must not fail a correct policy).
+    pub(crate) fn arm(&self) {
+        self.call_ticks.store(self.deadline_ticks, Relaxed);
+    }
+
     /// The policy's name.
     pub(crate) fn name(&self) -> &str {
         &self.env.name
@@ -220,8 +236,9 @@ impl PolicyVersion {
     fn store(&self) -> Store<StoreState> {
         let mut store = Store::new(&self.engine, StoreState::new(self.env.clone()));
         store.limiter(|s| &mut s.limiter);
-        // Instantiation runs guest start code, so it gets the deadline too.
-        store.set_epoch_deadline(self.deadline_ticks);
+        // Instantiation runs guest start code, so it is bounded too, but by the setup
+        // deadline: a first instantiation pays page faults and lazy guest initialisation.
+        store.set_epoch_deadline(engine::ticks(self.deadline.max(SETUP_DEADLINE)));
         store.epoch_deadline_trap();
         store
     }
@@ -370,7 +387,7 @@ impl PolicyVersion {
         inst: &mut Inst<B>,
         call: impl FnOnce(&B, &mut Store<StoreState>) -> wasmtime::Result<R>,
     ) -> Result<R, Fault> {
-        inst.store.set_epoch_deadline(self.deadline_ticks);
+        inst.store.set_epoch_deadline(self.call_ticks.load(Relaxed));
         call(&inst.bindings, &mut inst.store).map_err(|e| fault(self, e))
     }
 

@@ -12,7 +12,9 @@ const PRELUDE: &str = r#"
       (local.set $p (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
       (global.set $bump (i32.add (local.get $p) (local.get 3)))
       (if (i32.gt_u (global.get $bump) (i32.mul (memory.size) (i32.const 65536)))
-        (then (drop (memory.grow (i32.const 1)))))
+        (then (drop (memory.grow (i32.add (i32.const 1) (i32.shr_u
+          (i32.sub (global.get $bump) (i32.mul (memory.size) (i32.const 65536)))
+          (i32.const 16)))))))
       (local.get $p))
 "#;
 
