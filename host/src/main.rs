@@ -5,8 +5,11 @@ use clap::Parser;
 use rmhost::cli::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("RMHOST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, daemon: bool) {
+    // The daemon logs at info (its audit log); client and offline verbs only warn, so
+    // their output stays readable.
+    let default = if daemon { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("RMHOST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -18,7 +21,10 @@ fn init_logging(format: LogFormat) {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(
+        cli.log_format,
+        matches!(cli.command, rmhost::cli::Command::Run(_)),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod memory;
 mod metrics;
+mod policies;
 mod resources;
 mod system;
 
@@ -70,6 +71,17 @@ pub fn router(host: Arc<Host>, stopping: watch::Receiver<bool>) -> Router {
         )
         .route("/v1/ratelimit/check", post(resources::rate_check))
         .route("/v1/events", get(events::stream))
+        .route("/v1/policies", get(policies::list))
+        .route("/v1/policies/reload", post(policies::reload))
+        .route("/v1/policies/{name}", get(policies::get_one))
+        .route(
+            "/v1/policies/default/{kind}",
+            axum::routing::put(policies::bind_default).delete(policies::unbind_default),
+        )
+        .route(
+            "/v1/tenants/{tenant}/policies/{kind}",
+            axum::routing::put(policies::bind_tenant).delete(policies::unbind_tenant),
+        )
         .route("/v1/caches", get(memory::list_caches))
         .route(
             "/v1/caches/{name}",

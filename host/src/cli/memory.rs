@@ -126,6 +126,37 @@ fn unreachable_usage() -> Result<Trace, crate::memory::TraceError> {
     ))
 }
 
+/// `rmhost sim` with Wasm policies loaded by a local runtime (no daemon involved). The
+/// runtime lives until every replay is done: its adapters need its epoch ticker.
+pub fn sim_with_runtime(args: &SimArgs) -> anyhow::Result<i32> {
+    let runtime = if args.policies.is_empty() {
+        None
+    } else {
+        // Offline, a missed deadline would only perturb the result (the call falls back
+        // and the instance is rebuilt): give guests a generous one.
+        let opts = crate::runtime::RuntimeOptions {
+            deadline: std::time::Duration::from_secs(2),
+            ..Default::default()
+        };
+        match crate::runtime::PolicyRuntime::new(opts, crate::events::EventBus::new()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("rmhost: {e}");
+                return Ok(1);
+            }
+        }
+    };
+    let load = |path: &std::path::Path| -> Result<Box<dyn EvictionPolicy>, String> {
+        let runtime = runtime.as_ref().ok_or("no runtime")?;
+        let info = runtime.load_file(path).map_err(|e| e.to_string())?;
+        if !info.kinds.contains(&crate::policy::PolicyKind::Eviction) {
+            return Err("does not export the eviction interface".into());
+        }
+        Ok(runtime.eviction_policy("sim", Some(&info.name)))
+    };
+    run_sim_cmd(args, &load)
+}
+
 /// The human table of `sim`.
 pub fn sim_table(results: &[SimResult]) -> String {
     let mut rows = vec![vec![

@@ -6,6 +6,7 @@
 mod client;
 mod config_cmd;
 mod memory;
+mod policy;
 mod profile;
 mod report;
 mod run;
@@ -79,6 +80,12 @@ pub enum Command {
     },
     /// Usage, allocations by tenant and rates, from a running daemon.
     Report(ClientArgs),
+    /// Policies: list, check, bind, unbind, reload.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
     /// Replay a cache trace through eviction policies (offline; no daemon needed).
     Sim(memory::SimArgs),
     /// Trim caches to their low watermark and hand free memory back to the OS.
@@ -114,12 +121,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Config { command } => config_cmd::run(command),
         Command::Report(c) => report::report(&c).await,
         Command::Health { client, verbose } => report::health(&client, verbose).await,
-        Command::Sim(args) => memory::run_sim_cmd(&args, &|p| {
-            Err(format!(
-                "cannot load {}: Wasm policies need the policy runtime, which this build lacks",
-                p.display()
-            ))
-        }),
+        Command::Policy { command } => policy::run(command).await,
+        Command::Sim(args) => {
+            tokio::task::spawn_blocking(move || memory::sim_with_runtime(&args)).await?
+        }
         Command::Gc(c) => memory::gc(&c).await,
         Command::Snapshot { client, output } => memory::snapshot(&client, output.as_deref()).await,
         Command::Leaks(c) => memory::leaks(&c).await,

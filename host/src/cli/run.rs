@@ -56,12 +56,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_USAGE);
         }
     };
-    if !args.policies.is_empty() {
-        // The Wasm policy runtime arrives with the runtime module; until it is wired in,
-        // refusing is more honest than ignoring the flag.
-        eprintln!(
-            "rmhost: --policy is not supported by this build yet (the policy runtime is not wired in)"
-        );
+    if let Err(e) = host
+        .load_policy_files(&args.policies)
+        .and_then(|()| host.apply_config_bindings())
+    {
+        eprintln!("rmhost: {e}");
+        return Ok(EXIT_USAGE);
+    }
+    let dir = PathBuf::from(&host.config.policies.dir);
+    if !dir.is_dir() && args.policies_dir.is_some() {
+        eprintln!("rmhost: --policies-dir {}: not a directory", dir.display());
         return Ok(EXIT_USAGE);
     }
     let listener = match tokio::net::TcpListener::bind(addr).await {
@@ -71,6 +75,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
+    // The directory is loaded in the background so the API answers at once (compiling a
+    // Python policy the first time takes seconds); each load is a PolicyLoaded event.
+    let watcher = if dir.is_dir() {
+        let h = host.clone();
+        Some(tokio::task::spawn_blocking(move || h.watch_policies(&dir)))
+    } else {
+        tracing::info!(dir = %dir.display(), "no policies directory; not watching");
+        None
+    };
     daemon::serve(host, listener, daemon::shutdown_signal()).await?;
+    if let Some(w) = watcher {
+        // Dropping the handle stops the watcher.
+        match w.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "policy directory watch failed"),
+            Err(e) => tracing::warn!(error = %e, "policy directory watch task failed"),
+            Ok(Ok(_handle)) => {}
+        }
+    }
     Ok(0)
 }

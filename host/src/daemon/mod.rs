@@ -5,17 +5,19 @@
 //! Library users embed [`Host`] directly; the `rmhost run` binary is a thin wrapper.
 
 mod checks;
+mod policies;
 mod serve;
 mod sink;
 mod tasks;
 
+pub use policies::{PolicySources, runtime_options};
 pub use serve::{check_listen, serve, shutdown_signal};
 pub use sink::HostSink;
 
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::memory::{CacheRegistry, LeakConfig, LeakDetector, MemoryMonitor, PressureConfig};
-use crate::policy::{NativePressure, PressureLevel, ResourceKind};
+use crate::policy::{PressureLevel, ResourceKind};
 use crate::resources::{AllocationFilter, GlobalLimits, ManagerOptions, ResourceManager};
 use crate::telemetry::Telemetry;
 use std::net::SocketAddr;
@@ -53,6 +55,14 @@ pub enum HostError {
     /// Telemetry could not start.
     #[error("telemetry: {0}")]
     Telemetry(crate::telemetry::TelemetryError),
+    /// A policy could not be loaded or bound.
+    #[error("policy {file}: {reason}")]
+    Policy {
+        /// The file (or config key).
+        file: String,
+        /// Why.
+        reason: String,
+    },
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(std::io::Error),
@@ -75,6 +85,8 @@ pub struct Host {
     pub memory: Arc<MemoryMonitor>,
     /// Leak heuristics over RSS, caches, tenants, allocations and policy instances.
     pub leaks: Arc<LeakDetector>,
+    /// The Wasm policy runtime: loaded policies, bindings, resolvers.
+    pub runtime: crate::runtime::PolicyRuntime,
     ready: AtomicBool,
     started: Instant,
 }
@@ -135,6 +147,10 @@ impl Host {
                 resources.rate_limits().set_override(tenant, Some(rpm));
             }
         }
+        let runtime = policies::build_runtime(&config, events.clone())?;
+        // Managers decide through the runtime's resolvers: the bound Wasm policy per
+        // tenant, the native default when none is bound or it faults.
+        resources.set_quota_policy(runtime.quota_policy());
         let caches = Arc::new(CacheRegistry::new(Some(events.clone())));
         let sink = Arc::new(HostSink::new(
             caches.clone(),
@@ -152,7 +168,7 @@ impl Host {
             telemetry.clone(),
             caches.clone(),
             move || allocated_memory(&r),
-            Arc::new(NativePressure),
+            runtime.pressure_policy(),
             sink,
             Some(events.clone()),
         ));
@@ -174,6 +190,7 @@ impl Host {
             caches,
             memory,
             leaks,
+            runtime,
             ready: AtomicBool::new(false),
             started: Instant::now(),
         }))
@@ -204,32 +221,6 @@ impl Host {
             *out.entry(a.tenant).or_default() += a.amount;
         }
         out
-    }
-
-    /// A fresh eviction policy instance for a cache of `tenant`: the named one (a builtin
-    /// such as `lru` / `builtin:lru`), else the native LRU.
-    pub fn eviction_policy(
-        &self,
-        _tenant: &str,
-        name: Option<&str>,
-    ) -> Result<Box<dyn crate::policy::EvictionPolicy>, String> {
-        match name {
-            None => Ok(Box::new(crate::policy::NativeLru::new())),
-            Some(n) => {
-                let builtin = n.strip_prefix("builtin:").unwrap_or(n);
-                crate::memory::sim::builtin(builtin).ok_or_else(|| {
-                    format!(
-                        "unknown eviction policy {n:?} (builtins: {})",
-                        crate::memory::sim::BUILTINS.join(", ")
-                    )
-                })
-            }
-        }
-    }
-
-    /// Linear memory of every live policy instance (empty until the Wasm runtime is wired).
-    pub fn policy_instance_memory(&self) -> Vec<crate::memory::purge::InstanceMemory> {
-        Vec::new()
     }
 
     /// The current pressure level.

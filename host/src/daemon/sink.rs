@@ -41,11 +41,7 @@ impl HostSink {
     }
 
     /// The pool manager's shrink hook and stats source.
-    pub fn register_pools(
-        &self,
-        shrink: Hook<(String, u32)>,
-        stats: PoolStats,
-    ) {
+    pub fn register_pools(&self, shrink: Hook<(String, u32)>, stats: PoolStats) {
         *self.shrink_pool.write() = Some(shrink);
         *self.pool_stats.write() = Some(stats);
     }

@@ -9,133 +9,35 @@
 //!   in the order they happened, and capacity is checked and restored before the write
 //!   returns.
 //! - Reads never take the policy lock to record a hit. A hit is pushed as `(id,
-//!   generation)` into its shard's small buffer (Caffeine's read buffer); the next writer,
-//!   or the reader that fills a buffer, drains all buffers into the batch under the policy
-//!   lock. Hits are lossy on purpose, as in Caffeine: when a buffer's lock is contended or
-//!   the buffer is over its bound, the hit is dropped and counted (`dropped_hits`). Stale
-//!   hits (the entry was removed, or its id reused, since) are recognised by the
-//!   generation and dropped too, so a policy never sees a hit for a non-live id.
+//!   generation)` into its shard's lock-free ring (`hitbuf.rs`, Caffeine's read buffer: one
+//!   CAS per hit); the next writer, or the reader that sees 64 pending, drains the rings
+//!   marked dirty into the batch under the policy lock. Hits are lossy on purpose, as in
+//!   Caffeine: when a ring is full or its CAS is contended, the hit is dropped and counted
+//!   (`dropped_hits`). Stale hits (the entry was removed, or its id reused, since) are
+//!   recognised by the generation and dropped too, so a policy never sees a hit for a
+//!   non-live id.
+//! - Event stamps come from the coarse monotonic clock (`hitbuf::coarse_ms`), not
+//!   `Instant::now`; victims are removed from storage one shard lock per shard, not per
+//!   victim; free ids come from a bitmap (`ids.rs`).
 //! - With one shard and one thread the event order is exact (what `rmhost sim` relies on);
 //!   with several shards, hits recorded in different shards between two writes reach the
 //!   policy grouped by shard, an approximation of recency that Caffeine also makes.
 //!
-//! Lock order: `core` -> shard map -> shard hit buffer. Readers hold at most one of these
-//! at a time, so there is no cycle.
+//! Lock order: `core` -> shard map. Readers hold at most one of these at a time (the rings
+//! take no lock), so there is no cycle.
 
+pub use super::cache_config::{CacheClock, CacheConfig, CacheStats};
 use super::core::{CoreConfig, PolicyCore, RemovalCause, Victim};
+use super::hitbuf::{DRAIN_AT, HitRing};
 use crate::policy::EvictionPolicy;
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard, RwLock};
-use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-/// Hits buffered per shard before the reader drains them itself.
-const READ_BUFFER: usize = 64;
-/// Past this many buffered hits (the drainer is busy), new hits are dropped.
-const READ_BUFFER_MAX: usize = READ_BUFFER * 4;
-
-/// How a cache is sized and batched.
-#[derive(Debug, Clone)]
-pub struct CacheConfig {
-    /// The most bytes the cache holds once an insert returns.
-    pub capacity_bytes: u64,
-    /// Extra bytes freed past the overflow when evicting (the low watermark); `None` gives
-    /// the default, 1% of capacity. `Some(0)` evicts exactly per insert (`rmhost sim`).
-    pub headroom_bytes: Option<u64>,
-    /// Storage shards; rounded up to a power of two, at most 64. `0` picks 4 per core.
-    pub shards: usize,
-    /// Events per batch before the batch is delivered even without eviction need.
-    pub batch_events: usize,
-    /// Time to live for entries inserted without one; `None` keeps them until evicted.
-    pub default_ttl: Option<Duration>,
-    /// A rough entry count for `configure` (0 when unknown).
-    pub expected_entries: u32,
-}
-
-impl CacheConfig {
-    /// A config with defaults around `capacity_bytes`.
-    pub fn new(capacity_bytes: u64) -> Self {
-        CacheConfig {
-            capacity_bytes,
-            headroom_bytes: None,
-            shards: 0,
-            batch_events: 256,
-            default_ttl: None,
-            expected_entries: 0,
-        }
-    }
-
-    /// The exact per-insert configuration `rmhost sim` uses: one shard (exact event
-    /// order), no headroom.
-    pub fn exact(capacity_bytes: u64) -> Self {
-        CacheConfig {
-            headroom_bytes: Some(0),
-            shards: 1,
-            ..CacheConfig::new(capacity_bytes)
-        }
-    }
-}
-
-/// The clock events are stamped with: real (ms since the cache was built) or manual
-/// (a trace's clock in `sim`, or a test's).
-#[derive(Debug, Clone)]
-pub enum CacheClock {
-    /// Milliseconds since this instant.
-    Real(Instant),
-    /// A value someone else advances.
-    Manual(Arc<AtomicU64>),
-}
-
-impl CacheClock {
-    fn now_ms(&self) -> u64 {
-        match self {
-            CacheClock::Real(start) => start.elapsed().as_millis() as u64,
-            CacheClock::Manual(v) => v.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// A cache's counters, as `GET /v1/caches` and `rmhost report` show them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CacheStats {
-    /// The deciding policy's name.
-    pub policy: String,
-    /// Capacity, bytes.
-    pub capacity_bytes: u64,
-    /// Live entries.
-    pub entries: u64,
-    /// Bytes held.
-    pub bytes: u64,
-    /// Lookups that found a live entry.
-    pub hits: u64,
-    /// Lookups that did not.
-    pub misses: u64,
-    /// hits / (hits + misses), 0 when unused.
-    pub hit_ratio: f64,
-    /// Entries evicted to make room (including fallback fills).
-    pub evictions: u64,
-    /// Entries the policy refused to admit (victim in the batch that inserted them).
-    pub rejections: u64,
-    /// Entries dropped because their TTL passed.
-    pub expirations: u64,
-    /// Victims the native LRU fallback had to supply because the policy answered short.
-    pub fallback_fills: u64,
-    /// Victim ids the policy named that were unknown, not live or repeated.
-    pub ignored_victims: u64,
-    /// Hit events dropped (contended or over-full read buffers, or stale).
-    pub dropped_hits: u64,
-    /// Times the live entries were replayed to a rebuilt or new policy instance.
-    pub replays: u64,
-    /// `observe` calls made.
-    pub observe_calls: u64,
-    /// Nanoseconds spent inside the policy's `observe`.
-    pub policy_ns: u64,
-}
+use std::time::Duration;
 
 struct Entry<K, V> {
     key: K,
@@ -150,10 +52,9 @@ struct Entry<K, V> {
 #[repr(align(128))] // one shard per cache-line pair: no false sharing between shards
 struct Shard<K, V> {
     map: RwLock<HashTable<Entry<K, V>>>,
-    hits: Mutex<Vec<u64>>,
-    hit_count: AtomicU64,
+    /// Buffered hits; its counters are the shard's hit count.
+    hits: HitRing,
     miss_count: AtomicU64,
-    dropped: AtomicU64,
 }
 
 type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
@@ -198,7 +99,7 @@ where
 {
     /// A cache with `policy` deciding evictions.
     pub fn new(cfg: CacheConfig, policy: Box<dyn EvictionPolicy>) -> Self {
-        Self::with_clock(cfg, policy, CacheClock::Real(Instant::now()))
+        Self::with_clock(cfg, policy, CacheClock::real())
     }
 
     /// Like [`Cache::new`] with the event clock given.
@@ -221,10 +122,8 @@ where
         let shards = (0..n)
             .map(|_| Shard {
                 map: RwLock::new(HashTable::new()),
-                hits: Mutex::new(Vec::with_capacity(READ_BUFFER)),
-                hit_count: AtomicU64::new(0),
+                hits: HitRing::default(),
                 miss_count: AtomicU64::new(0),
-                dropped: AtomicU64::new(0),
             })
             .collect();
         Cache {
@@ -275,7 +174,6 @@ where
         };
         match found {
             Some((id, generation, false, value)) => {
-                shard.hit_count.fetch_add(1, Ordering::Relaxed);
                 self.record_hit(i, shard, id, generation);
                 Some(value)
             }
@@ -307,46 +205,56 @@ where
             .is_some_and(|e| e.expires_at > now)
     }
 
+    #[inline]
     fn record_hit(&self, i: usize, shard: &Shard<K, V>, id: u32, generation: u32) {
-        let Some(mut buf) = shard.hits.try_lock() else {
-            shard.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        let Some(pending) = shard.hits.record((id as u64) << 32 | generation as u64) else {
+            return; // dropped (full or contended) and counted
         };
-        if buf.len() >= READ_BUFFER_MAX {
-            shard.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        buf.push((id as u64) << 32 | generation as u64);
-        let full = buf.len() >= READ_BUFFER;
-        drop(buf);
         let bit = 1u64 << i;
-        if self.dirty.load(Ordering::Relaxed) & bit == 0 {
-            self.dirty.fetch_or(bit, Ordering::AcqRel);
+        // SeqCst pairs with the drainer's: either it sees this hit, or we see its cleared
+        // bit and set it again (see `drain_hits`).
+        if self.dirty.load(Ordering::SeqCst) & bit == 0 {
+            self.dirty.fetch_or(bit, Ordering::SeqCst);
         }
-        if full {
+        if pending >= DRAIN_AT {
             // Whoever holds the policy lock drains soon anyway; never wait on it in a read.
             if let Some(mut core) = self.core.try_lock() {
-                self.drain_hits(&mut core);
+                let now = self.clock.now_ms();
+                self.drain_hits(&mut core, now);
                 core.maybe_flush();
             }
         }
     }
 
-    /// Moves buffered hits into the batch. Called under the policy lock before every write,
-    /// so with one shard the policy sees accesses in their exact order.
-    fn drain_hits(&self, core: &mut PolicyCore) {
-        let mut dirty = self.dirty.swap(0, Ordering::AcqRel);
-        if dirty == 0 {
+    /// Moves buffered hits into the batch (under the policy lock). A ring whose last
+    /// writer has not finished its slot keeps its dirty bit for the next drain; SeqCst on
+    /// both sides means a reader either sees its bit cleared (and sets it) or its hit is
+    /// seen here.
+    fn drain_hits(&self, core: &mut PolicyCore, now: u64) {
+        if self.dirty.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let now = self.clock.now_ms();
+        let mut dirty = self.dirty.swap(0, Ordering::SeqCst);
         while dirty != 0 {
             let i = dirty.trailing_zeros() as usize;
             dirty &= dirty - 1;
-            let mut buf = self.shards[i].hits.lock();
-            for h in buf.drain(..) {
-                core.hit((h >> 32) as u32, h as u32, now);
+            let more = self.shards[i]
+                .hits
+                .drain(|h| core.hit((h >> 32) as u32, h as u32, now));
+            if more {
+                self.dirty.fetch_or(1 << i, Ordering::SeqCst);
             }
+        }
+    }
+
+    /// Before a write: with one shard, drain every time, so the policy sees accesses in
+    /// their exact order (`rmhost sim`); with several, hits are ordered per shard only
+    /// anyway, so they wait for a full ring or the next eviction, as Caffeine's read
+    /// buffer waits for its maintenance (and writes stop paying for the drain).
+    #[inline]
+    fn drain_before_write(&self, core: &mut PolicyCore, now: u64) {
+        if self.mask == 0 {
+            self.drain_hits(core, now);
         }
     }
 
@@ -381,7 +289,7 @@ where
             }
             return false;
         }
-        self.drain_hits(&mut core);
+        self.drain_before_write(&mut core, now);
         let expires_at = ttl
             .or(self.default_ttl)
             .map_or(u64::MAX, |t| now.saturating_add(t.as_millis() as u64));
@@ -437,7 +345,7 @@ where
         let hash = self.hash(key);
         let mut core = self.core.lock();
         let now = self.clock.now_ms();
-        self.drain_hits(&mut core);
+        self.drain_before_write(&mut core, now);
         let old = self.remove_locked(&mut core, hash, |e| e.key.borrow() == key, now);
         core.maybe_flush();
         drop(core);
@@ -460,7 +368,7 @@ where
     fn expire(&self, hash: u64, id: u32, generation: u32) {
         let mut core = self.core.lock();
         let now = self.clock.now_ms();
-        self.drain_hits(&mut core);
+        self.drain_before_write(&mut core, now);
         // Only the very entry seen expired: it may have been replaced meanwhile.
         let old = self.remove_locked(
             &mut core,
@@ -490,17 +398,29 @@ where
             core.maybe_flush();
             return Vec::new();
         }
+        // The policy chooses with every buffered hit delivered.
+        self.drain_hits(core, now);
         let victims = core.evict(need, now, inserting);
         self.drop_victims(&victims)
     }
 
+    /// Drops the victims from storage, taking each shard's write lock once.
     fn drop_victims(&self, victims: &[Victim]) -> Vec<(K, V, RemovalCause)> {
         let mut out = Vec::with_capacity(victims.len());
-        for v in victims {
-            let mut map = self.shard(v.hash).1.map.write();
-            if let Ok(e) = map.find_entry(v.hash, |e| e.id == v.id) {
-                let e = e.remove().0;
-                out.push((e.key, e.value, v.cause));
+        let mut order: Vec<(usize, usize)> = victims
+            .iter()
+            .enumerate()
+            .map(|(n, v)| (self.shard(v.hash).0, n))
+            .collect();
+        order.sort_unstable();
+        for group in order.chunk_by(|a, b| a.0 == b.0) {
+            let mut map = self.shards[group[0].0].map.write();
+            for &(_, n) in group {
+                let v = &victims[n];
+                if let Ok(e) = map.find_entry(v.hash, |e| e.id == v.id) {
+                    let e = e.remove().0;
+                    out.push((e.key, e.value, v.cause));
+                }
             }
         }
         out
@@ -518,7 +438,7 @@ where
     pub fn trim(&self, bytes: u64) -> u64 {
         let mut core = self.core.lock();
         let now = self.clock.now_ms();
-        self.drain_hits(&mut core);
+        self.drain_hits(&mut core, now);
         let want = bytes.min(core.bytes);
         if want == 0 {
             return 0;
@@ -545,7 +465,8 @@ where
     /// Delivers buffered hits and pending events to the policy now.
     pub fn flush(&self) {
         let mut core = self.core.lock();
-        self.drain_hits(&mut core);
+        let now = self.clock.now_ms();
+        self.drain_hits(&mut core, now);
         core.flush();
     }
 
@@ -553,7 +474,8 @@ where
     /// first) so it starts warm.
     pub fn set_policy(&self, policy: Box<dyn EvictionPolicy>) {
         let mut core = self.core.lock();
-        self.drain_hits(&mut core);
+        let now = self.clock.now_ms();
+        self.drain_hits(&mut core, now);
         core.swap_policy(policy);
     }
 
@@ -576,9 +498,9 @@ where
     pub fn stats(&self) -> CacheStats {
         let (mut hits, mut misses, mut dropped) = (0, 0, 0);
         for s in self.shards.iter() {
-            hits += s.hit_count.load(Ordering::Relaxed);
+            hits += s.hits.hits();
             misses += s.miss_count.load(Ordering::Relaxed);
-            dropped += s.dropped.load(Ordering::Relaxed);
+            dropped += s.hits.dropped();
         }
         let core = self.core.lock();
         let c = core.counters;

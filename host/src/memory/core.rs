@@ -8,16 +8,16 @@
 //! drains the buffers here, dropping hits whose slot was freed or reused since (the
 //! generation says so), so a policy never sees a hit for an id that is not live.
 
+use super::ids::FreeIds;
 use crate::policy::{EventKind, EvictionPolicy, PackedEvent, encode_event};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Instant;
 
 /// One dense id's bookkeeping.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Slot {
     pub live: bool,
-    /// Bumped on every insert into this slot, so stale buffered hits are recognised.
+    /// Bumped on every insert into this slot (never 0: a packed hit is never 0), so stale
+    /// buffered hits are recognised.
     pub generation: u32,
     pub size: u64,
     pub priority: u8,
@@ -76,7 +76,7 @@ pub(crate) struct PolicyCore {
     policy: Box<dyn EvictionPolicy>,
     cfg: CoreConfig,
     slots: Vec<Slot>,
-    free: BinaryHeap<Reverse<u32>>,
+    free: FreeIds,
     pending: Vec<u64>,
     /// Logical clock for `last_access` (one tick per access).
     tick: u64,
@@ -104,7 +104,7 @@ impl PolicyCore {
             policy,
             cfg,
             slots: Vec::with_capacity(expected as usize),
-            free: BinaryHeap::new(),
+            free: FreeIds::default(),
             pending: Vec::with_capacity(cfg.batch_events * 3 + 3),
             tick: 0,
             bytes: 0,
@@ -148,7 +148,7 @@ impl PolicyCore {
     /// caller must then call [`PolicyCore::make_room`] before releasing the policy lock.
     pub fn insert(&mut self, hash: u64, size: u64, priority: u8, now_ms: u64) -> (u32, u32) {
         let id = match self.free.pop() {
-            Some(Reverse(id)) => id,
+            Some(id) => id,
             None => {
                 self.slots.push(Slot::default());
                 (self.slots.len() - 1) as u32
@@ -157,7 +157,7 @@ impl PolicyCore {
         self.tick += 1;
         let s = &mut self.slots[id as usize];
         s.live = true;
-        s.generation = s.generation.wrapping_add(1);
+        s.generation = s.generation.wrapping_add(1).max(1);
         s.size = size;
         s.priority = priority;
         s.hash = hash;
@@ -206,7 +206,7 @@ impl PolicyCore {
         s.live = false;
         self.bytes -= s.size;
         self.live -= 1;
-        self.free.push(Reverse(id));
+        self.free.push(id);
     }
 
     /// Delivers the batch without asking for victims once it is full.

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `core.rs` | dense ids, the packed batch, victim validation, fallback, replay |
 //! | `cache.rs` | `Cache<K, V>`: sharded storage, lossy hit buffers, TTL |
+//! | `cache_config.rs`, `hitbuf.rs`, `ids.rs` | config/clock/stats types, the lock-free hit ring and coarse clock, the free-id bitmap |
 //! | `registry.rs` | named caches (accounting and typed), trim, stats, snapshot bytes |
 //! | `pressure.rs` | levels with hysteresis, `ActionSink`, running the pressure policy |
 //! | `leaks.rs` | Theil-Sen trends, stale allocations, growing policy instances |
@@ -19,7 +20,10 @@
 //! | `trace.rs`, `sim.rs` | trace formats, Zipf generator, `run_sim`, Belady |
 
 mod cache;
+mod cache_config;
 mod core;
+mod hitbuf;
+mod ids;
 pub mod leaks;
 pub mod pressure;
 pub mod purge;
@@ -31,6 +35,8 @@ pub mod trace;
 mod tests;
 #[cfg(test)]
 mod tests_more;
+#[cfg(test)]
+mod tests_policies;
 
 pub use cache::{Cache, CacheClock, CacheConfig, CacheStats};
 pub use core::RemovalCause;

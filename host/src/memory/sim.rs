@@ -34,15 +34,16 @@ pub struct SimResult {
 }
 
 /// The native policies `--builtin` accepts.
-pub const BUILTINS: &[&str] = &["lru", "fifo", "sieve", "s3fifo"];
+pub const BUILTINS: &[&str] = &["lru", "fifo", "sieve", "s3fifo", "wtinylfu"];
 
-/// A fresh native policy by name (`lru`, `fifo`, `sieve`, `s3fifo`).
+/// A fresh native policy by name (`lru`, `fifo`, `sieve`, `s3fifo`, `wtinylfu`).
 pub fn builtin(name: &str) -> Option<Box<dyn EvictionPolicy>> {
     match name {
         "lru" => Some(Box::new(NativeLru::new())),
         "fifo" => Some(Box::new(NativeFifo::new())),
         "sieve" => Some(Box::new(crate::policy::NativeSieve::new())),
         "s3fifo" => Some(Box::new(crate::policy::NativeS3Fifo::new())),
+        "wtinylfu" => Some(Box::new(crate::policy::NativeWTinyLfu::new())),
         _ => None,
     }
 }

@@ -12,6 +12,8 @@ mod lru;
 mod native;
 mod s3fifo;
 mod sieve;
+mod tinylfu;
+mod wtinylfu;
 
 pub use events::{EventKind, PackedEvent, decode_event, encode_event};
 pub use fifo::NativeFifo;
@@ -19,6 +21,8 @@ pub use lru::NativeLru;
 pub use native::{NativePressure, NativePriority, NativeQuota};
 pub use s3fifo::NativeS3Fifo;
 pub use sieve::NativeSieve;
+pub use tinylfu::{FrequencySketch, WTinyLfu};
+pub use wtinylfu::NativeWTinyLfu;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

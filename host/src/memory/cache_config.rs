@@ -1,0 +1,113 @@
+//! A cache's configuration, clock and counters (the plain types of `cache.rs`).
+
+use super::hitbuf::coarse_ms;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How a cache is sized and batched.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// The most bytes the cache holds once an insert returns.
+    pub capacity_bytes: u64,
+    /// Extra bytes freed past the overflow when evicting (the low watermark); `None` gives
+    /// the default, 1% of capacity. `Some(0)` evicts exactly per insert (`rmhost sim`).
+    pub headroom_bytes: Option<u64>,
+    /// Storage shards; rounded up to a power of two, at most 64. `0` picks 4 per core.
+    pub shards: usize,
+    /// Events per batch before the batch is delivered even without eviction need.
+    pub batch_events: usize,
+    /// Time to live for entries inserted without one; `None` keeps them until evicted.
+    pub default_ttl: Option<Duration>,
+    /// A rough entry count for `configure` (0 when unknown).
+    pub expected_entries: u32,
+}
+
+impl CacheConfig {
+    /// A config with defaults around `capacity_bytes`.
+    pub fn new(capacity_bytes: u64) -> Self {
+        CacheConfig {
+            capacity_bytes,
+            headroom_bytes: None,
+            shards: 0,
+            batch_events: 256,
+            default_ttl: None,
+            expected_entries: 0,
+        }
+    }
+
+    /// The exact per-insert configuration `rmhost sim` uses: one shard (exact event
+    /// order), no headroom.
+    pub fn exact(capacity_bytes: u64) -> Self {
+        CacheConfig {
+            headroom_bytes: Some(0),
+            shards: 1,
+            ..CacheConfig::new(capacity_bytes)
+        }
+    }
+}
+
+/// The clock events are stamped with: real (ms since the cache was built, read from the
+/// coarse monotonic clock: tick resolution, a few ms) or manual (a trace's clock in `sim`,
+/// or a test's).
+#[derive(Debug, Clone)]
+pub enum CacheClock {
+    /// Milliseconds since this reading of the coarse monotonic clock
+    /// ([`CacheClock::real`] takes it).
+    Real(u64),
+    /// A value someone else advances.
+    Manual(Arc<AtomicU64>),
+}
+
+impl CacheClock {
+    /// A real clock starting now.
+    pub fn real() -> Self {
+        CacheClock::Real(coarse_ms())
+    }
+
+    #[inline]
+    pub(crate) fn now_ms(&self) -> u64 {
+        match self {
+            CacheClock::Real(start) => coarse_ms().saturating_sub(*start),
+            CacheClock::Manual(v) => v.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A cache's counters, as `GET /v1/caches` and `rmhost report` show them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheStats {
+    /// The deciding policy's name.
+    pub policy: String,
+    /// Capacity, bytes.
+    pub capacity_bytes: u64,
+    /// Live entries.
+    pub entries: u64,
+    /// Bytes held.
+    pub bytes: u64,
+    /// Lookups that found a live entry.
+    pub hits: u64,
+    /// Lookups that did not.
+    pub misses: u64,
+    /// hits / (hits + misses), 0 when unused.
+    pub hit_ratio: f64,
+    /// Entries evicted to make room (including fallback fills).
+    pub evictions: u64,
+    /// Entries the policy refused to admit (victim in the batch that inserted them).
+    pub rejections: u64,
+    /// Entries dropped because their TTL passed.
+    pub expirations: u64,
+    /// Victims the native LRU fallback had to supply because the policy answered short.
+    pub fallback_fills: u64,
+    /// Victim ids the policy named that were unknown, not live or repeated.
+    pub ignored_victims: u64,
+    /// Hit events dropped (contended or over-full read buffers, or stale).
+    pub dropped_hits: u64,
+    /// Times the live entries were replayed to a rebuilt or new policy instance.
+    pub replays: u64,
+    /// `observe` calls made.
+    pub observe_calls: u64,
+    /// Nanoseconds spent inside the policy's `observe`.
+    pub policy_ns: u64,
+}
