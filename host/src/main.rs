@@ -21,6 +21,15 @@ fn init_logging(format: LogFormat, daemon: bool) {
 
 fn main() {
     let cli = Cli::parse();
+    let daemon = matches!(cli.command, rmhost::cli::Command::Run(_));
+    if !daemon {
+        // A client verb piped into `head` should end quietly when the pipe closes, as
+        // Unix tools do, instead of panicking on a failed write.
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging(
         cli.log_format,
         matches!(cli.command, rmhost::cli::Command::Run(_)),

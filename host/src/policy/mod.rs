@@ -294,6 +294,11 @@ pub trait QuotaPolicy: Send + Sync {
         system: &SystemUsage,
         preemptible: &[Holder],
     ) -> QuotaDecision;
+    /// The name of the policy that decides for `tenant` (a resolver answers with the bound
+    /// policy's name), for error messages.
+    fn name_for(&self, _tenant: &str) -> String {
+        self.name().to_string()
+    }
 }
 
 // ---- priority ----------------------------------------------------------------------------

@@ -12,9 +12,10 @@
 //!   expected entries increments every counter is halved (the "reset" that ages history).
 //! - **Admission**: when the window is over its share and main is full, the window's LRU
 //!   entry (the candidate) is compared with main's victim: the candidate enters probation
-//!   only when its estimated frequency is strictly higher; otherwise the candidate is the
-//!   one evicted. Candidates larger than the room in main keep being compared against the
-//!   next main victim until they fit or lose, so byte weights are respected.
+//!   when its estimated frequency is at least the victim's; otherwise the candidate is the
+//!   one evicted. (Caffeine admits only when strictly higher; see below for why ties go to
+//!   the candidate here.) Candidates larger than the room in main keep being compared
+//!   against the next main victim until they fit or lose, so byte weights are respected.
 //!
 //! **Ids are not keys.** The host reuses a removed entry's id for the next insert and sends
 //! no key fingerprint, so a sketch keyed by id would credit a new key with whatever history
@@ -24,8 +25,14 @@
 //! counts the accesses *since it was inserted*. That keeps TinyLFU's admission signal
 //! ("was the candidate used in the window more than the victim was in main") but loses its
 //! long memory of keys that were evicted and come back; such keys start from one access.
-//! `key_by_generation = false` keys by id alone (for comparison; see the crate docs for
-//! measured miss ratios).
+//! Because counts are per residency, a tie (typically one access each) means the victim
+//! had its whole stay in main to earn more accesses and did not, while the candidate only
+//! had the window: so ties admit the candidate. Measured on Zipf 1.0 (100k objects, 1M
+//! requests, seed 42) at 800 / 8000 objects: ties admitted 0.428 / 0.245, ties rejected
+//! (Caffeine's rule) 0.430 / 0.263; libCacheSim's W-TinyLFU 0.421 / 0.237, LRU 0.515 /
+//! 0.287. `key_by_generation = false` keys by id alone (a new key inherits the id's old
+//! counts): 0.428 / 0.242 on that trace, but it is wrong by construction, so not the
+//! default.
 //!
 //! Victims leave their queues when answered and wait, *pending*, for the host's remove
 //! event, so none is answered twice; a pending id that is accessed again (the host did not
@@ -468,8 +475,8 @@ impl WTinyLfu {
                 self.sketch.frequency(self.key(cand)),
                 self.sketch.frequency(self.key(victim)),
             );
-            // Admitted only when strictly more frequent (ties favour the incumbent).
-            return if fc > fv { victim } else { cand };
+            // Ties admit the candidate: counts are per residency (module docs).
+            return if fc >= fv { victim } else { cand };
         }
         match self.main_victim() {
             NIL => self.window.tail,

@@ -69,7 +69,9 @@ pub(crate) struct Shared {
 /// A pooled connection with the bookkeeping deadpool does not keep.
 #[derive(Debug)]
 pub struct Conn<T> {
-    raw: T,
+    /// Boxed: deadpool moves its slot entries several times per acquire and return,
+    /// and a driver connection is hundreds of bytes; a pointer moves for free.
+    raw: Box<T>,
     /// Set once per connection, so a returning guard reaches its pool without touching
     /// a shared reference count on every acquire.
     shared: Arc<Shared>,
@@ -133,7 +135,7 @@ impl<B: Backend> Instrumented<B> {
                         now + l - Duration::from_millis(super::breaker::random_below(jitter + 1))
                     });
                     return Ok(Conn {
-                        raw,
+                        raw: Box::new(raw),
                         shared: sh.clone(),
                         expires,
                         returned: now,
@@ -168,7 +170,7 @@ impl<B: Backend> Instrumented<B> {
     /// reason: it reuses deadpool's handout timestamp instead of reading the clock.)
     async fn check(&self, conn: &mut Conn<B::Type>, m: &Metrics) -> RecycleResult<PoolError> {
         let c = &self.shared.counters;
-        match self.backend.recycle(&mut conn.raw, m).await {
+        match self.backend.recycle(&mut *conn.raw, m).await {
             Ok(()) => {
                 c.hot.recycled();
                 Ok(())
@@ -254,7 +256,7 @@ impl<B: Backend> ManagedPool<B> {
         // load needs stay idle long enough for the idle timeout to close them.
         let pool = managed::Pool::builder(manager)
             .max_size(cfg.max as usize)
-            .queue_mode(QueueMode::Fifo)
+            .queue_mode(QueueMode::Lifo)
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| PoolError::Backend {
@@ -492,13 +494,16 @@ impl<B: Backend> Deref for Pooled<B> {
     type Target = B::Type;
     fn deref(&self) -> &B::Type {
         // `obj` is only taken in Drop.
-        &self.obj.as_ref().expect("pooled connection present").raw
+        self.obj.as_ref().expect("pooled connection present").raw()
     }
 }
 
 impl<B: Backend> DerefMut for Pooled<B> {
     fn deref_mut(&mut self) -> &mut B::Type {
-        &mut self.obj.as_mut().expect("pooled connection present").raw
+        self.obj
+            .as_mut()
+            .expect("pooled connection present")
+            .raw_mut()
     }
 }
 

@@ -39,7 +39,7 @@ mod tests;
 
 pub use breaker::CircuitState;
 pub use error::{BackendError, PoolError, PoolTimeout, SettingsError};
-pub use managed::{Backend, Conn, ManagedPool, Pooled};
+pub use managed::{Backend, ManagedPool, Pooled};
 pub use metrics::{LATENCY_BOUNDS_US, LatencyHistogram, PoolMetrics};
 pub use postgres::{PgConn, PostgresPool};
 pub use redis::{RedisConn, RedisPool};

@@ -235,7 +235,7 @@ impl ResourceManager {
                     _ => ResourceError::Denied {
                         tenant: req.tenant.clone(),
                         kind: req.kind,
-                        policy: policy.name().to_string(),
+                        policy: policy.name_for(&req.tenant),
                         reason,
                     },
                 });

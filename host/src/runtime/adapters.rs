@@ -110,6 +110,13 @@ impl QuotaPolicy for Resolver {
         })
         .unwrap_or_else(|| NativeQuota.decide(req, tenant, system, preemptible))
     }
+
+    fn name_for(&self, tenant: &str) -> String {
+        match self.0.resolve(Some(tenant), PolicyKind::Quota) {
+            Some((slot, _)) => slot.name.to_string(),
+            None => NativeQuota.name().to_string(),
+        }
+    }
 }
 
 impl PriorityPolicy for Resolver {

@@ -444,6 +444,16 @@ impl Shared {
         bytes: &[u8],
         path: Option<PathBuf>,
     ) -> Result<PolicyVersion, String> {
+        // A file must be a binary component (or WAT text, which tests use); anything else
+        // gets this message rather than a WAT parse error.
+        let looks_like_wat = std::str::from_utf8(bytes)
+            .is_ok_and(|t| t.trim_start().starts_with('(') || t.trim_start().starts_with(";;"));
+        if path.is_some() && !bytes.starts_with(b"\0asm") && !looks_like_wat {
+            return Err(format!(
+                "not a WebAssembly component: the file does not start with the \\0asm magic ({} bytes)",
+                bytes.len()
+            ));
+        }
         let po = self.opts.per_policy.get(name);
         let cx = BuildCtx {
             engine: &self.engine,
