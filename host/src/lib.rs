@@ -11,6 +11,7 @@
 //! | [`runtime`] | wasmtime: engine, bindings, limits, artifact cache, loader, watcher, bindings registry, adapters | leak wasmtime types out |
 //! | [`resources`] | the allocation ledger, quotas, preemption, leases, orphans, rate limits | know about HTTP or Wasm |
 //! | [`memory`] | caches and their eviction protocol, pressure levels and responses, leaks, gc, snapshots, `sim` | import wasmtime |
+//! | [`pools`] | PostgreSQL and Redis pools: recycling, retry, breaker, health, ranked wait queue, metrics | decide waiter order itself |
 //! | [`events`] | the broadcast bus and the recent-events ring (audit log via tracing) | block a publisher |
 //! | [`health`] | the health report shape and its status rules | gather data itself |
 //! | [`daemon`] | the composition root: builds managers, background tasks, serve + drain | hold business logic |
@@ -28,6 +29,7 @@ pub mod events;
 pub mod health;
 pub mod memory;
 pub mod policy;
+pub mod pools;
 pub mod resources;
 pub mod runtime;
 pub mod telemetry;

@@ -7,3 +7,4 @@ mod harness;
 mod lifecycle;
 mod memory;
 mod policies;
+mod pools;

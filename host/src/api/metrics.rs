@@ -293,7 +293,118 @@ fn render(host: &crate::daemon::Host) -> String {
         &[("result", "limited")],
         st.rate_limited as f64,
     );
+    pool_metrics(&mut w, &host.pools.metrics());
     w.finish()
+}
+
+/// Pool gauges, counters and the acquire-latency histogram (seconds), labelled by pool.
+fn pool_metrics(w: &mut MetricsWriter, pools: &[crate::pools::PoolMetrics]) {
+    let gauges: [(&str, &str, fn(&crate::pools::PoolMetrics) -> f64); 6] = [
+        ("pool_connections", "Open connections.", |p| p.size as f64),
+        ("pool_connections_idle", "Idle connections.", |p| {
+            p.idle as f64
+        }),
+        ("pool_connections_in_use", "Connections handed out.", |p| {
+            p.in_use as f64
+        }),
+        ("pool_waiters", "Callers waiting for a connection.", |p| {
+            p.waiting as f64
+        }),
+        ("pool_max_connections", "The pool's maximum size.", |p| {
+            p.max as f64
+        }),
+        (
+            "pool_circuit_open",
+            "1 while the circuit breaker is open or half-open.",
+            |p| (p.circuit != crate::pools::CircuitState::Closed) as u8 as f64,
+        ),
+    ];
+    let counters: [(&str, &str, fn(&crate::pools::PoolMetrics) -> u64); 9] = [
+        ("pool_acquires_total", "Connections handed out.", |p| {
+            p.acquires
+        }),
+        ("pool_timeouts_total", "Acquires that timed out.", |p| {
+            p.timeouts
+        }),
+        (
+            "pool_circuit_rejections_total",
+            "Acquires refused by an open breaker.",
+            |p| p.circuit_rejections,
+        ),
+        ("pool_created_total", "Connections opened.", |p| p.created),
+        (
+            "pool_create_failures_total",
+            "Failed connection attempts.",
+            |p| p.create_failures,
+        ),
+        (
+            "pool_recycled_total",
+            "Connections recycled on return.",
+            |p| p.recycled,
+        ),
+        (
+            "pool_retired_lifetime_total",
+            "Connections retired past their max lifetime.",
+            |p| p.retired_lifetime,
+        ),
+        (
+            "pool_health_checks_total",
+            "Background health pings.",
+            |p| p.health_checks,
+        ),
+        (
+            "pool_failed_health_checks_total",
+            "Failed background health pings.",
+            |p| p.failed_health_checks,
+        ),
+    ];
+    for (name, help, f) in gauges {
+        w.family(name, "gauge", help);
+        for p in pools {
+            w.sample(name, &[("pool", &p.pool), ("backend", &p.kind)], f(p));
+        }
+    }
+    for (name, help, f) in counters {
+        w.family(name, "counter", help);
+        for p in pools {
+            w.sample(
+                name,
+                &[("pool", &p.pool), ("backend", &p.kind)],
+                f(p) as f64,
+            );
+        }
+    }
+    w.family(
+        "pool_wait_seconds_total",
+        "counter",
+        "Time callers spent waiting in the queue.",
+    );
+    for p in pools {
+        w.sample(
+            "pool_wait_seconds_total",
+            &[("pool", &p.pool), ("backend", &p.kind)],
+            p.wait_ms_total / 1000.0,
+        );
+    }
+    let name = "pool_acquire_duration_seconds";
+    w.family(name, "histogram", "Time to acquire a connection.");
+    for p in pools {
+        let h = &p.acquire_latency;
+        let labels = [("pool", p.pool.as_str()), ("backend", p.kind.as_str())];
+        for (i, c) in h.cumulative_counts.iter().enumerate() {
+            let le = h
+                .bounds_us
+                .get(i)
+                .map_or("+Inf".to_string(), |b| format!("{}", *b as f64 / 1e6));
+            w.sample(
+                &format!("{name}_bucket"),
+                &[labels[0], labels[1], ("le", le.as_str())],
+                *c as f64,
+            );
+        }
+        w.sample(&format!("{name}_sum"), &labels, h.sum_us as f64 / 1e6);
+        w.sample(&format!("{name}_count"), &labels, h.count as f64);
+    }
 }
 
 #[cfg(test)]

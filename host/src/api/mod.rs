@@ -82,6 +82,7 @@ pub fn router(host: Arc<Host>, stopping: watch::Receiver<bool>) -> Router {
             "/v1/tenants/{tenant}/policies/{kind}",
             axum::routing::put(policies::bind_tenant).delete(policies::unbind_tenant),
         )
+        .route("/v1/pools", get(system::pools))
         .route("/v1/caches", get(memory::list_caches))
         .route(
             "/v1/caches/{name}",

@@ -100,3 +100,9 @@ pub async fn count_requests(State(s): State<AppState>, req: Request, next: Next)
     s.host.telemetry.record_request();
     next.run(req).await
 }
+
+/// `GET /v1/pools`: every pool's metrics (size, idle, in use, waiting, counters, breaker
+/// state, acquire-latency histogram).
+pub async fn pools(State(s): State<AppState>, _caller: Caller) -> Json<serde_json::Value> {
+    Json(json!({"pools": s.host.pools.metrics()}))
+}

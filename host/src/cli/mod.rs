@@ -103,6 +103,8 @@ pub enum Command {
     Leaks(ClientArgs),
     /// Record usage as a JSON time series (and an SVG chart).
     Profile(profile::ProfileArgs),
+    /// Connection pools of a running daemon: size, idle, in use, waiting, latency, breaker.
+    Connections(ClientArgs),
     /// Health of a running daemon: exit 0 healthy, 1 degraded, 2 unhealthy, 3 unreachable.
     Health {
         /// How to reach the daemon.
@@ -126,6 +128,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             tokio::task::spawn_blocking(move || memory::sim_with_runtime(&args)).await?
         }
         Command::Gc(c) => memory::gc(&c).await,
+        Command::Connections(c) => report::connections(&c).await,
         Command::Snapshot { client, output } => memory::snapshot(&client, output.as_deref()).await,
         Command::Leaks(c) => memory::leaks(&c).await,
         Command::Profile(args) => profile::profile(&args).await,

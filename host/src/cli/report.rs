@@ -221,3 +221,81 @@ mod tests {
         assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
     }
 }
+
+/// `rmhost connections`: the pools as a table (or JSON).
+pub async fn connections(args: &ClientArgs) -> anyhow::Result<i32> {
+    let client = Client::new(&args.addr, args.token.clone());
+    let v: Value = match client.get("/v1/pools").await {
+        Ok(v) => v,
+        Err(e) => return Ok(fail(e)),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    let pools = v["pools"].as_array().cloned().unwrap_or_default();
+    if pools.is_empty() {
+        println!("no pools configured (set DATABASE_URL / REDIS_URL or [pools.*] in rmhost.toml)");
+        return Ok(0);
+    }
+    let u = |p: &Value, k: &str| p[k].as_u64().unwrap_or(0).to_string();
+    let mut rows = vec![
+        [
+            "POOL",
+            "SIZE",
+            "IDLE",
+            "IN USE",
+            "WAITING",
+            "MAX",
+            "ACQUIRES",
+            "TIMEOUTS",
+            "RECYCLED",
+            "FAILED PINGS",
+            "PING",
+            "P99 ACQUIRE",
+            "CIRCUIT",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for p in &pools {
+        let h = &p["acquire_latency"];
+        let p99 = p99_us(h).map_or("-".to_string(), |us| {
+            format!("{:.2} ms", us as f64 / 1000.0)
+        });
+        rows.push(vec![
+            p["pool"].as_str().unwrap_or("?").to_string(),
+            u(p, "size"),
+            u(p, "idle"),
+            u(p, "in_use"),
+            u(p, "waiting"),
+            u(p, "max"),
+            u(p, "acquires"),
+            u(p, "timeouts"),
+            u(p, "recycled"),
+            u(p, "failed_health_checks"),
+            p["last_ping_ms"]
+                .as_f64()
+                .map_or("-".into(), |ms| format!("{ms:.2} ms")),
+            p99,
+            p["circuit"].as_str().unwrap_or("?").to_string(),
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(0)
+}
+
+/// The upper bound of the bucket holding the 99th percentile of a latency histogram.
+fn p99_us(h: &Value) -> Option<u64> {
+    let count = h["count"].as_u64()?;
+    if count == 0 {
+        return None;
+    }
+    let target = (count as f64 * 0.99).ceil() as u64;
+    let bounds = h["bounds_us"].as_array()?;
+    let counts = h["cumulative_counts"].as_array()?;
+    counts
+        .iter()
+        .position(|c| c.as_u64().unwrap_or(0) >= target)
+        .map(|i| bounds.get(i).and_then(Value::as_u64).unwrap_or(u64::MAX))
+}

@@ -155,6 +155,9 @@ pub enum ConfigError {
         /// Where it came from, or empty.
         origin: String,
     },
+    /// An invalid `[pools.*]` setting (names the key and value).
+    #[error("{0}")]
+    Pool(#[from] crate::pools::SettingsError),
     /// The layered values do not form a `Config` (a bug: the key table and the structs
     /// disagree).
     #[error("configuration does not deserialize: {message}")]

@@ -85,6 +85,9 @@ pub struct Config {
     pub policies: Policies,
     /// Per-tenant quotas, by tenant name.
     pub tenants: BTreeMap<String, TenantQuota>,
+    /// Named connection pools: `[pools.postgres.NAME]`, `[pools.redis.NAME]` (the seed's
+    /// `DATABASE_URL` / `REDIS_URL` define the pools named `main`).
+    pub pools: crate::pools::PoolsSettings,
 }
 
 impl Default for Config {
@@ -99,6 +102,7 @@ impl Default for Config {
             auth: Auth::default(),
             policies: Policies::default(),
             tenants: BTreeMap::new(),
+            pools: crate::pools::PoolsSettings::default(),
         }
     }
 }

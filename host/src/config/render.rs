@@ -32,7 +32,8 @@ impl FromStr for Format {
 
 /// Renders the effective configuration and its sources.
 pub fn render(loaded: &Loaded, format: Format) -> String {
-    let config = serde_json::to_value(&loaded.config).unwrap_or(Value::Null);
+    let mut config = serde_json::to_value(&loaded.config).unwrap_or(Value::Null);
+    redact_urls(&mut config);
     match format {
         Format::Json => {
             let sources: Map<String, Value> = loaded
@@ -99,5 +100,17 @@ fn toml_scalar(value: &Value) -> String {
     match value {
         Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
         other => other.to_string(),
+    }
+}
+
+/// Connection URLs may carry passwords: `config print` shows them as `***`.
+fn redact_urls(v: &mut Value) {
+    if let Value::Object(map) = v {
+        for (k, inner) in map.iter_mut() {
+            match inner {
+                Value::String(url) if k == "url" => *url = crate::pools::redact(url),
+                other => redact_urls(other),
+            }
+        }
     }
 }

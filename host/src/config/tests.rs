@@ -136,6 +136,11 @@ capacity = 100
 memory = 1073741824
 requests_per_minute = 600
 [tenants.empty]
+[pools.postgres.analytics]
+url = "postgres://postgres@127.0.0.1:5432/test"
+application_name = "rmhost-analytics"
+[pools.redis.cache]
+url = "redis://127.0.0.1:6379"
 "#;
 
 fn full_text() -> String {

@@ -139,6 +139,7 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
             });
         }
     }
+    config.pools.validate()?;
     Ok(())
 }
 

@@ -91,6 +91,7 @@ impl Host {
             value: Some(mem.details.rss_percent),
             limit: None,
         });
+        checks.extend(self.pools.health_checks());
         HealthReport::from_checks(checks, self.uptime().as_secs())
     }
 }

@@ -55,6 +55,9 @@ pub enum HostError {
     /// Telemetry could not start.
     #[error("telemetry: {0}")]
     Telemetry(crate::telemetry::TelemetryError),
+    /// The pools could not be set up.
+    #[error("pools: {0}")]
+    Pools(crate::pools::PoolError),
     /// A policy could not be loaded or bound.
     #[error("policy {file}: {reason}")]
     Policy {
@@ -87,6 +90,8 @@ pub struct Host {
     pub leaks: Arc<LeakDetector>,
     /// The Wasm policy runtime: loaded policies, bindings, resolvers.
     pub runtime: crate::runtime::PolicyRuntime,
+    /// PostgreSQL and Redis pools (none unless configured).
+    pub pools: crate::pools::PoolManager,
     ready: AtomicBool,
     started: Instant,
 }
@@ -103,6 +108,29 @@ pub fn global_limits(config: &Config) -> GlobalLimits {
         requests_per_minute: config.limits.max_requests_per_minute as u64,
         file_handles: config.limits.max_file_handles,
     }
+}
+
+/// The pools of `[pools.*]`, plus the pools named `main` that the seed's `DATABASE_URL`
+/// and `REDIS_URL` (with `connection_pools.*`) define. Pool health runs on the monitoring
+/// health interval.
+fn build_pools(config: &Config, events: EventBus) -> Result<crate::pools::PoolManager, HostError> {
+    let mut ps = config.pools.clone();
+    ps.health_check_interval_ms = config.monitoring.health_check_interval_ms;
+    let db = &config.connection_pools.database;
+    if let Some(url) = &db.url {
+        ps.apply_seed_postgres(
+            url,
+            db.min,
+            db.max,
+            db.acquire_timeout_ms,
+            db.idle_timeout_ms,
+        );
+    }
+    let r = &config.connection_pools.redis;
+    if let Some(url) = &r.url {
+        ps.apply_seed_redis(url, r.min, r.max, r.acquire_timeout_ms);
+    }
+    crate::pools::PoolManager::new(&ps, events).map_err(HostError::Pools)
 }
 
 /// Memory bytes granted through the ledger.
@@ -151,12 +179,25 @@ impl Host {
         // Managers decide through the runtime's resolvers: the bound Wasm policy per
         // tenant, the native default when none is bound or it faults.
         resources.set_quota_policy(runtime.quota_policy());
+        let pools = build_pools(&config, events.clone())?;
+        pools.set_priority_policy(runtime.priority_policy());
         let caches = Arc::new(CacheRegistry::new(Some(events.clone())));
         let sink = Arc::new(HostSink::new(
             caches.clone(),
             resources.clone(),
             events.clone(),
         ));
+        {
+            let (p1, p2) = (pools.clone(), pools.clone());
+            sink.register_pools(
+                Box::new(move |(name, n): (String, u32)| {
+                    p1.shrink(&name, n)
+                        .map(|closed| format!("closed {closed} idle connections of {name}"))
+                        .map_err(|e| e.to_string())
+                }),
+                Arc::new(move || p2.stats()),
+            );
+        }
         let r = resources.clone();
         let memory = Arc::new(MemoryMonitor::new(
             PressureConfig {
@@ -191,6 +232,7 @@ impl Host {
             memory,
             leaks,
             runtime,
+            pools,
             ready: AtomicBool::new(false),
             started: Instant::now(),
         }))

@@ -76,6 +76,7 @@ pub async fn serve(
     for t in background {
         t.abort();
     }
+    host.pools.close();
     Ok(())
 }
 

@@ -25,6 +25,11 @@ impl Host {
             // health interval while pressure lasts (set in `Host::with_telemetry`).
             self.memory.clone().spawn(sample),
         ];
+        tasks.push(self.pools.spawn_maintenance());
+        tasks.push(
+            self.pools
+                .spawn_metrics(Duration::from_millis(m.metrics_interval_ms)),
+        );
         if self.config.memory.enable_leak_detection {
             tasks.push(self.spawn_leak_scan(Duration::from_millis(m.health_check_interval_ms)));
         }

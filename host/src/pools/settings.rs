@@ -31,7 +31,9 @@ use std::time::Duration;
 #[serde(default, deny_unknown_fields)]
 pub struct PoolsSettings {
     /// How often each pool pings an idle connection, keeps `min` warm and closes idle
-    /// connections past `idle_timeout_ms`.
+    /// connections past `idle_timeout_ms`. Not a key of its own: the host sets it from
+    /// `monitoring.health_check_interval_ms` (the seed's `HEALTH_CHECK_INTERVAL`).
+    #[serde(skip)]
     pub health_check_interval_ms: u64,
     /// `[pools.postgres.NAME]`.
     pub postgres: BTreeMap<String, PostgresSettings>,

@@ -12,7 +12,6 @@ fn parse(toml_text: &str) -> Result<PoolsSettings, String> {
 fn a_full_table_parses_with_defaults_for_the_rest() {
     let s = parse(
         r#"
-        health_check_interval_ms = 500
         [postgres.main]
         url = "postgres://app@db/app"
         max = 20
@@ -29,7 +28,8 @@ fn a_full_table_parses_with_defaults_for_the_rest() {
     assert_eq!(pg.recycle_check, RecycleCheck::Fast);
     assert_eq!(pg.retry.attempts, 5);
     assert_eq!(s.redis["cache"].max, 10);
-    assert_eq!(s.health_check_interval_ms, 500);
+    // Not a key of its own: the host sets it from `monitoring.health_check_interval_ms`.
+    assert_eq!(s.health_check_interval_ms, 10_000);
 }
 
 #[test]
