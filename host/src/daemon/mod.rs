@@ -92,6 +92,8 @@ pub struct Host {
     pub runtime: crate::runtime::PolicyRuntime,
     /// PostgreSQL and Redis pools (none unless configured).
     pub pools: crate::pools::PoolManager,
+    /// Recent linear-memory sizes per policy, for the "only grows" leak heuristic.
+    instance_history: parking_lot::Mutex<std::collections::BTreeMap<String, Vec<u64>>>,
     ready: AtomicBool,
     started: Instant,
 }
@@ -233,6 +235,7 @@ impl Host {
             leaks,
             runtime,
             pools,
+            instance_history: Default::default(),
             ready: AtomicBool::new(false),
             started: Instant::now(),
         }))

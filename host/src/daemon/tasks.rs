@@ -110,6 +110,20 @@ impl Host {
             .filter(|a| a.ttl_ms.is_none())
             .map(|a| (a.id, a.tenant, now.saturating_sub(a.created_ms)))
             .collect();
-        self.leaks.scan(&allocs, &[])
+        let instances: Vec<(String, Vec<u64>)> = {
+            let mut hist = self.instance_history.lock();
+            let live = self.policy_instance_memory();
+            hist.retain(|name, _| live.iter().any(|m| &m.name == name));
+            for m in live {
+                let series = hist.entry(m.name).or_default();
+                series.push(m.bytes);
+                // The window the heuristic looks at: the last hour at the default interval.
+                if series.len() > 120 {
+                    series.remove(0);
+                }
+            }
+            hist.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        self.leaks.scan(&allocs, &instances)
     }
 }
