@@ -15,7 +15,7 @@ Traces (generated here with numpy, deterministic seeds):
   - scan:  the same Zipf mix with a sequential scan of 3k never-seen ids every 20k
            requests (plain text);
   - sized: the Zipf mix with per-object sizes 1..100 bytes (CSV `id,size,time`).
-Requires: identical miss counts for LRU and FIFO; Belady within 0.2 percentage points
+Requires: identical miss counts for LRU and FIFO (native, and every --wasm policy); Belady within 0.2 percentage points
 (Belady runs on the oracleGeneral conversion libCacheSim makes, which our reader also
 reads). S3-FIFO, SIEVE and W-TinyLFU are printed side by side, not required to match.
 Exits non-zero on any mismatch.
@@ -86,10 +86,12 @@ def lcs_misses(path, fmt, policy, size):
     return round(miss_ratio * n), miss_ratio, n
 
 
-def run_ours(sim, path, fmt, size, builtins, belady):
+def run_ours(sim, path, fmt, size, builtins, belady, wasm=()):
     cmd = shlex.split(sim) + ["--trace", path, "--format", fmt, "--cache-size", str(size), "--json"]
     if builtins:
         cmd += ["--builtin", ",".join(builtins)]
+    for file in wasm:
+        cmd += ["--policy", file]
     if belady:
         cmd.append("--belady")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -100,24 +102,30 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sim", required=True, help="the sim command (e.g. 'rmhost sim' or a binary path)")
     ap.add_argument("--keep", help="write traces into this directory and keep them")
+    ap.add_argument("--wasm", action="append", default=[], metavar="ALGO=FILE",
+                    help="also replay a Wasm policy and require it to match libCacheSim's ALGO "
+                         "(lru or fifo) exactly, e.g. --wasm lru=policies/lru.wasm (repeatable)")
     args = ap.parse_args()
 
     d = args.keep or tempfile.mkdtemp(prefix="rmhost-lcs-")
     os.makedirs(d, exist_ok=True)
     traces = make_traces(d)
     failures = 0
-    print(f"{'trace':6} {'size':>7} {'policy':10} {'libCacheSim':>12} {'rmhost':>12}  verdict")
+    print(f"{'trace':6} {'size':>7} {'policy':16} {'libCacheSim':>12} {'rmhost':>12}  verdict")
     for name, (path, fmt, footprint) in traces.items():
         og = path + ".oracleGeneral"
         r = reader(path, fmt)
         lcs.Util.convert_to_oracleGeneral(r._reader, og)
         for frac in (0.01, 0.10):
             size = max(2, int(footprint * frac))
-            ours = run_ours(args.sim, path, fmt, size, ["lru", "fifo", "sieve", "s3fifo"], False)
+            wasm = [w.split("=", 1) for w in args.wasm]
+            ours = run_ours(args.sim, path, fmt, size, ["lru", "fifo", "sieve", "s3fifo", "wtinylfu"], False,
+                            [f for _, f in wasm])
             ours.update(run_ours(args.sim, og, "oracle-general", size, [], True))
             rows = [("LRU", "builtin:lru", "exact"), ("FIFO", "builtin:fifo", "exact"),
                     ("Belady", "belady", "pp"), ("Sieve", "builtin:sieve", None),
-                    ("S3FIFO", "builtin:s3fifo", None), ("WTinyLFU", None, None)]
+                    ("S3FIFO", "builtin:s3fifo", None), ("WTinyLFU", "builtin:wtinylfu", None)]
+            rows += [({"lru": "LRU", "fifo": "FIFO"}[algo], os.path.basename(f), "exact") for algo, f in wasm]
             for lcs_name, ours_name, rule in rows:
                 src, sfmt = (og, "oracle-general") if lcs_name == "Belady" else (path, fmt)
                 m, mr, n = lcs_misses(src, sfmt, lcs_name, size)
@@ -133,7 +141,8 @@ def main():
                     ok = True
                 failures += not ok
                 ours_txt = f"{o['miss_ratio']:.4f}" if o else "-"
-                print(f"{name:6} {size:>7} {lcs_name:10} {mr:>12.4f} {ours_txt:>12}  {verdict}"
+                label = lcs_name if ours_name is None or ours_name.startswith(("builtin:", "belady")) else ours_name
+                print(f"{name:6} {size:>7} {label:16} {mr:>12.4f} {ours_txt:>12}  {verdict}"
                       + (f"  (misses {m} vs {o['misses'] if o else '-'})" if verdict == "MISMATCH" else ""))
     print("traces in", d)
     if failures:
