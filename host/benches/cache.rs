@@ -71,6 +71,8 @@ fn moka_op(c: &moka::sync::Cache<u64, u64>, k: u64) -> bool {
 }
 
 fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     println!(
         "get-or-insert, Zipf 1.0 over {KEYS} keys, capacity {CAPACITY} entries, {OPS_PER_THREAD} ops/thread"
     );
@@ -85,19 +87,23 @@ fn main() {
             qc_op,
         );
         rows.push(("quick_cache 0.6".into(), qc.0, qc.1));
-        let rm = run(rmhost_cache(Box::new(NativeLru::new())), &streams, rm_op);
-        rows.push(("rmhost Cache + NativeLru".into(), rm.0, rm.1));
+        if wanted("rmhost Cache + NativeLru") {
+            let rm = run(rmhost_cache(Box::new(NativeLru::new())), &streams, rm_op);
+            rows.push(("rmhost Cache + NativeLru".into(), rm.0, rm.1));
+        }
         // INTEGRATOR HOOK: add the Wasm rows here once `runtime` is linked, e.g.
         //   let lru = runtime.eviction_instance("policies/lru.wasm")?;   // Box<dyn EvictionPolicy>
         //   let r = run(rmhost_cache(lru), &streams, rm_op);
         //   rows.push(("rmhost Cache + lru.wasm".into(), r.0, r.1));
         //   (same for s3fifo.wasm)
-        let mk = run(
-            Arc::new(moka::sync::Cache::new(CAPACITY)),
-            &streams,
-            moka_op,
-        );
-        rows.push(("moka 0.12 sync".into(), mk.0, mk.1));
+        if wanted("moka 0.12 sync") {
+            let mk = run(
+                Arc::new(moka::sync::Cache::new(CAPACITY)),
+                &streams,
+                moka_op,
+            );
+            rows.push(("moka 0.12 sync".into(), mk.0, mk.1));
+        }
         println!("\n{threads} thread(s):");
         println!(
             "  {:28} {:>12} {:>9} {:>9}",

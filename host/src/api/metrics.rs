@@ -297,9 +297,16 @@ fn render(host: &crate::daemon::Host) -> String {
     w.finish()
 }
 
+/// A metric family read off each pool: name, help, getter.
+type Family<T> = (
+    &'static str,
+    &'static str,
+    fn(&crate::pools::PoolMetrics) -> T,
+);
+
 /// Pool gauges, counters and the acquire-latency histogram (seconds), labelled by pool.
 fn pool_metrics(w: &mut MetricsWriter, pools: &[crate::pools::PoolMetrics]) {
-    let gauges: [(&str, &str, fn(&crate::pools::PoolMetrics) -> f64); 6] = [
+    let gauges: [Family<f64>; 6] = [
         ("pool_connections", "Open connections.", |p| p.size as f64),
         ("pool_connections_idle", "Idle connections.", |p| {
             p.idle as f64
@@ -319,7 +326,7 @@ fn pool_metrics(w: &mut MetricsWriter, pools: &[crate::pools::PoolMetrics]) {
             |p| (p.circuit != crate::pools::CircuitState::Closed) as u8 as f64,
         ),
     ];
-    let counters: [(&str, &str, fn(&crate::pools::PoolMetrics) -> u64); 9] = [
+    let counters: [Family<u64>; 9] = [
         ("pool_acquires_total", "Connections handed out.", |p| {
             p.acquires
         }),

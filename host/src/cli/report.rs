@@ -206,22 +206,6 @@ pub async fn health(args: &ClientArgs, verbose: bool) -> anyhow::Result<i32> {
     Ok(report.status.exit_code())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_align_and_bytes_read_well() {
-        let t = table(&[
-            vec!["A".into(), "BB".into()],
-            vec!["ccc".into(), "d".into()],
-        ]);
-        assert_eq!(t, "A    BB\nccc  d\n");
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
-    }
-}
-
 /// `rmhost connections`: the pools as a table (or JSON).
 pub async fn connections(args: &ClientArgs) -> anyhow::Result<i32> {
     let client = Client::new(&args.addr, args.token.clone());
@@ -298,4 +282,20 @@ fn p99_us(h: &Value) -> Option<u64> {
         .iter()
         .position(|c| c.as_u64().unwrap_or(0) >= target)
         .map(|i| bounds.get(i).and_then(Value::as_u64).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_bytes_read_well() {
+        let t = table(&[
+            vec!["A".into(), "BB".into()],
+            vec!["ccc".into(), "d".into()],
+        ]);
+        assert_eq!(t, "A    BB\nccc  d\n");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
 }

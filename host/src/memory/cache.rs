@@ -10,18 +10,22 @@
 //!   returns.
 //! - Reads never take the policy lock to record a hit. A hit is pushed as `(id,
 //!   generation)` into its shard's lock-free ring (`hitbuf.rs`, Caffeine's read buffer: one
-//!   CAS per hit); the next writer, or the reader that sees 64 pending, drains the rings
-//!   marked dirty into the batch under the policy lock. Hits are lossy on purpose, as in
-//!   Caffeine: when a ring is full or its CAS is contended, the hit is dropped and counted
-//!   (`dropped_hits`). Stale hits (the entry was removed, or its id reused, since) are
-//!   recognised by the generation and dropped too, so a policy never sees a hit for a
-//!   non-live id.
-//! - Event stamps come from the coarse monotonic clock (`hitbuf::coarse_ms`), not
-//!   `Instant::now`; victims are removed from storage one shard lock per shard, not per
-//!   victim; free ids come from a bitmap (`ids.rs`).
-//! - With one shard and one thread the event order is exact (what `rmhost sim` relies on);
-//!   with several shards, hits recorded in different shards between two writes reach the
-//!   policy grouped by shard, an approximation of recency that Caffeine also makes.
+//!   CAS per hit). The rings marked dirty are drained into the batch, under the policy
+//!   lock, before every eviction and every flush/trim/policy swap, by a reader that sees 64
+//!   hits pending, and, in a one-shard cache, before every write. Hits are lossy on
+//!   purpose, as in Caffeine: when a ring is full or its CAS is contended, the hit is
+//!   dropped and counted (`dropped_hits`). Stale hits (the entry was removed, or its id
+//!   reused, since) are recognised by the generation and dropped too, so a policy never
+//!   sees a hit for a non-live id.
+//! - Event order: with one shard and one thread it is exact (what `rmhost sim` relies on).
+//!   With several shards, writes reach the policy in their exact order, and hits in their
+//!   order per shard, but hits may arrive after writes that followed them (at the latest
+//!   with the next eviction, so victims are always chosen with every hit known): the
+//!   approximation of recency Caffeine's read buffer makes too. Writes no longer pay a
+//!   drain of every shard's buffer (it was most of a miss's cost with 8+ shards).
+//! - Event stamps come from the coarse monotonic clock (`hitbuf::coarse_ms`, a few ms of
+//!   resolution, also for TTLs), not `Instant::now`; victims are removed from storage with
+//!   one write lock per shard, not per victim; free ids come from a bitmap (`ids.rs`).
 //!
 //! Lock order: `core` -> shard map. Readers hold at most one of these at a time (the rings
 //! take no lock), so there is no cycle.
@@ -407,16 +411,17 @@ where
     /// Drops the victims from storage, taking each shard's write lock once.
     fn drop_victims(&self, victims: &[Victim]) -> Vec<(K, V, RemovalCause)> {
         let mut out = Vec::with_capacity(victims.len());
-        let mut order: Vec<(usize, usize)> = victims
-            .iter()
-            .enumerate()
-            .map(|(n, v)| (self.shard(v.hash).0, n))
-            .collect();
-        order.sort_unstable();
-        for group in order.chunk_by(|a, b| a.0 == b.0) {
-            let mut map = self.shards[group[0].0].map.write();
-            for &(_, n) in group {
-                let v = &victims[n];
+        let shard_of: Vec<u8> = victims.iter().map(|v| self.shard(v.hash).0 as u8).collect();
+        let mut todo = shard_of.iter().fold(0u64, |m, &i| m | 1 << i);
+        while todo != 0 {
+            let i = todo.trailing_zeros() as usize;
+            todo &= todo - 1;
+            let mut map = self.shards[i].map.write();
+            for (v, _) in victims
+                .iter()
+                .zip(&shard_of)
+                .filter(|(_, s)| **s as usize == i)
+            {
                 if let Ok(e) = map.find_entry(v.hash, |e| e.id == v.id) {
                     let e = e.remove().0;
                     out.push((e.key, e.value, v.cause));

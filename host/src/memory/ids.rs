@@ -65,7 +65,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 3 != 0 && !taken.is_empty() {
+            if !x.is_multiple_of(3) && !taken.is_empty() {
                 let id = taken.swap_remove((x >> 8) as usize % taken.len());
                 f.push(id);
                 heap.push(Reverse(id));

@@ -102,8 +102,7 @@ mod tests {
         }
         assert!(p.observe(&b, 0, 0).is_empty());
         // A scan of new ids: each one is a candidate with one access; the hot ten stay.
-        let mut next = 100u64;
-        for _ in 0..300 {
+        for next in 100..400u64 {
             b.clear();
             ev(&mut b, EventKind::Insert, next, 1);
             let v = p.observe(&b, 1, 10);
@@ -112,7 +111,6 @@ mod tests {
             b.clear();
             ev(&mut b, EventKind::Remove, v[0], 0);
             p.observe(&b, 0, 0);
-            next += 1;
         }
     }
 
