@@ -2,12 +2,30 @@
 //! and 2 threads: rmhost `Cache` (NativeLru, default config: 1% headroom, batches of 256)
 //! next to quick_cache and moka (sync) in the same run. Prints ops/s, the ratio to
 //! quick_cache, and hit ratios. Asserts nothing (ANCHORS.md: quote ratios, the machine is
-//! noisy). Run: `cargo bench --bench cache`.
+//! noisy). With `policies/` built, also the Wasm LRU, FIFO and S3-FIFO through the same
+//! cache, with the ratio of the Wasm LRU to the native LRU (target: 0.8x or more).
+//! Run: `cargo bench --bench cache`.
 
 use rmhost::memory::{Cache, CacheConfig, Trace};
 use rmhost::policy::{EvictionPolicy, NativeLru};
+use rmhost::runtime::{PolicyRuntime, RuntimeOptions};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// A runtime with the built reference policies loaded, or `None` (printed) when
+/// `policies/build` has not been run.
+fn wasm_runtime() -> Option<PolicyRuntime> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let rt = PolicyRuntime::new(RuntimeOptions::default(), rmhost::events::EventBus::new()).ok()?;
+    for name in ["lru", "fifo", "s3fifo"] {
+        if let Err(e) = rt.load_file(&dir.join(format!("{name}.wasm"))) {
+            println!("(no Wasm rows: {e}; run policies/build)");
+            return None;
+        }
+    }
+    Some(rt)
+}
 
 const KEYS: u64 = 100_000;
 const CAPACITY: u64 = 10_000;
@@ -76,6 +94,7 @@ fn main() {
     println!(
         "get-or-insert, Zipf 1.0 over {KEYS} keys, capacity {CAPACITY} entries, {OPS_PER_THREAD} ops/thread"
     );
+    let runtime = wasm_runtime();
     for threads in [1usize, 2] {
         let streams: Vec<Arc<Vec<u64>>> = (0..threads as u64)
             .map(|t| Arc::new(keys(42 + t)))
@@ -91,11 +110,19 @@ fn main() {
             let rm = run(rmhost_cache(Box::new(NativeLru::new())), &streams, rm_op);
             rows.push(("rmhost Cache + NativeLru".into(), rm.0, rm.1));
         }
-        // INTEGRATOR HOOK: add the Wasm rows here once `runtime` is linked, e.g.
-        //   let lru = runtime.eviction_instance("policies/lru.wasm")?;   // Box<dyn EvictionPolicy>
-        //   let r = run(rmhost_cache(lru), &streams, rm_op);
-        //   rows.push(("rmhost Cache + lru.wasm".into(), r.0, r.1));
-        //   (same for s3fifo.wasm)
+        if let Some(rt) = &runtime {
+            for name in ["lru", "fifo", "s3fifo"] {
+                let label = format!("rmhost Cache + {name}.wasm");
+                if wanted(&label) {
+                    let r = run(
+                        rmhost_cache(rt.eviction_policy("bench", Some(name))),
+                        &streams,
+                        rm_op,
+                    );
+                    rows.push((label, r.0, r.1));
+                }
+            }
+        }
         if wanted("moka 0.12 sync") {
             let mk = run(
                 Arc::new(moka::sync::Cache::new(CAPACITY)),
@@ -115,6 +142,16 @@ fn main() {
                 ops / 1e6,
                 ops / qc.0,
                 hit
+            );
+        }
+        let find = |n: &str| rows.iter().find(|r| r.0 == n).map(|r| r.1);
+        if let (Some(native), Some(wasm)) = (
+            find("rmhost Cache + NativeLru"),
+            find("rmhost Cache + lru.wasm"),
+        ) {
+            println!(
+                "  Wasm LRU / native LRU through the cache: {:.2}x (target 0.8x)",
+                wasm / native
             );
         }
     }
