@@ -6,5 +6,6 @@ mod cli;
 mod harness;
 mod lifecycle;
 mod memory;
+mod observability;
 mod policies;
 mod pools;

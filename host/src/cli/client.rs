@@ -133,3 +133,16 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
     cur.to_string()
 }
+
+/// Prints a client error and gives the exit code scripts rely on: 3 when the daemon is
+/// unreachable, 2 when it rejected the request as malformed or unknown, 1 otherwise.
+pub fn report_error(e: ClientError) -> i32 {
+    eprintln!("rmhost: {e}");
+    match e {
+        ClientError::Unreachable { .. } => super::EXIT_UNREACHABLE,
+        ClientError::Api {
+            status: 400 | 404, ..
+        } => super::EXIT_USAGE,
+        _ => 1,
+    }
+}

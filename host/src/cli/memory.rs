@@ -2,20 +2,14 @@
 //! `profile`.
 
 use super::report::{human_bytes, table};
-use super::{Client, ClientArgs, ClientError, EXIT_UNREACHABLE, EXIT_USAGE};
+use super::{Client, ClientArgs, EXIT_USAGE};
 use crate::memory::{SimResult, Trace, TraceFormat, run_sim, sim};
 use crate::policy::EvictionPolicy;
 use clap::Args;
 use serde_json::Value;
 use std::path::PathBuf;
 
-fn fail(e: ClientError) -> i32 {
-    eprintln!("rmhost: {e}");
-    match e {
-        ClientError::Unreachable { .. } => EXIT_UNREACHABLE,
-        _ => 1,
-    }
-}
+use super::client::report_error as fail;
 
 /// Flags of `rmhost sim`.
 #[derive(Debug, Clone, Args)]
@@ -110,13 +104,39 @@ pub fn run_sim_cmd(args: &SimArgs, load_wasm: WasmLoader<'_>) -> anyhow::Result<
         eprintln!("rmhost: nothing to simulate: give --builtin, --policy or --belady");
         return Ok(EXIT_USAGE);
     }
+    let spinner = sim_spinner(&policies, args.belady);
     let results = run_sim(&trace, args.cache_size, policies, args.belady);
+    spinner.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print!("{}", sim_table(&results));
     }
     Ok(0)
+}
+
+/// A spinner on stderr while the replay runs (indicatif ticks it from its own thread);
+/// hidden when stderr is not a terminal, so pipes and scripts see only the results.
+fn sim_spinner(
+    policies: &[(String, Box<dyn EvictionPolicy>)],
+    belady: bool,
+) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    let mut names: Vec<&str> = policies.iter().map(|(n, _)| n.as_str()).collect();
+    if belady {
+        names.push("belady");
+    }
+    bar.set_message(format!("replaying the trace through {}", names.join(", ")));
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
 }
 
 fn unreachable_usage() -> Result<Trace, crate::memory::TraceError> {

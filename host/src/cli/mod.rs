@@ -6,6 +6,7 @@
 mod client;
 mod config_cmd;
 mod memory;
+mod monitor;
 mod policy;
 mod profile;
 mod report;
@@ -105,6 +106,8 @@ pub enum Command {
     Profile(profile::ProfileArgs),
     /// Connection pools of a running daemon: size, idle, in use, waiting, latency, breaker.
     Connections(ClientArgs),
+    /// A live terminal dashboard of a running daemon (`q` quits, `tab` focus, `p` pause).
+    Monitor(monitor::MonitorArgs),
     /// Health of a running daemon: exit 0 healthy, 1 degraded, 2 unhealthy, 3 unreachable.
     Health {
         /// How to reach the daemon.
@@ -132,5 +135,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Snapshot { client, output } => memory::snapshot(&client, output.as_deref()).await,
         Command::Leaks(c) => memory::leaks(&c).await,
         Command::Profile(args) => profile::profile(&args).await,
+        Command::Monitor(args) => monitor::monitor(&args).await,
     }
 }

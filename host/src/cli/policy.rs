@@ -2,7 +2,7 @@
 //! own runtime); the others are clients of a running daemon.
 
 use super::report::table;
-use super::{Client, ClientArgs, ClientError, ConfigArgs, EXIT_UNREACHABLE, EXIT_USAGE};
+use super::{Client, ClientArgs, ConfigArgs, EXIT_USAGE};
 use crate::runtime::PolicyRuntime;
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -63,16 +63,7 @@ pub enum PolicyCommand {
     Reload(ClientArgs),
 }
 
-fn fail(e: ClientError) -> i32 {
-    eprintln!("rmhost: {e}");
-    match e {
-        ClientError::Unreachable { .. } => EXIT_UNREACHABLE,
-        ClientError::Api {
-            status: 400 | 404, ..
-        } => EXIT_USAGE,
-        _ => 1,
-    }
-}
+use super::client::report_error as fail;
 
 /// Runs a policy verb.
 pub async fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {

@@ -4,9 +4,12 @@
 
 use super::{Client, ClientArgs, ClientError, EXIT_UNREACHABLE, EXIT_USAGE};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use std::fmt::Write as _;
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Flags of `rmhost profile`.
 #[derive(Debug, Clone, Args)]
@@ -40,7 +43,13 @@ pub async fn profile(args: &ProfileArgs) -> anyhow::Result<i32> {
         args.duration_s * 1000,
         args.interval
     );
-    let r: Value = match client.get(&path).await {
+    // The daemon answers only at the end: a local timer shows how far along it should be.
+    let bar = recording_bar(args.duration_s);
+    let ticker = tokio::spawn(tick_bar(bar.clone(), args.duration_s));
+    let answer = client.get::<Value>(&path).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    let r: Value = match answer {
         Ok(v) => v,
         Err(e) => {
             eprintln!("rmhost: {e}");
@@ -58,6 +67,36 @@ pub async fn profile(args: &ProfileArgs) -> anyhow::Result<i32> {
         eprintln!("rmhost: chart written to {}", svg.display());
     }
     Ok(0)
+}
+
+/// A bar over the recording, in ms, drawn on stderr only when it is a terminal (quiet when
+/// piped or redirected).
+fn recording_bar(duration_s: u64) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(duration_s * 1000), target);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} recording [{bar:40}] {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+async fn tick_bar(bar: ProgressBar, duration_s: u64) {
+    let start = Instant::now();
+    loop {
+        let ms = start.elapsed().as_millis() as u64;
+        bar.set_position(ms.min(duration_s * 1000));
+        if ms >= duration_s * 1000 {
+            bar.set_message("waiting for the daemon's answer");
+        } else {
+            bar.set_message(format!("{} / {duration_s} s", ms / 1000));
+        }
+        bar.tick();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// One panel of the chart.

@@ -1,7 +1,7 @@
 //! `rmhost report` and `rmhost health`: clients of a running daemon that print tables by
 //! default and JSON with `--json`.
 
-use super::{Client, ClientArgs, ClientError, EXIT_UNREACHABLE};
+use super::{Client, ClientArgs};
 use crate::health::{HealthReport, HealthStatus};
 use serde_json::Value;
 
@@ -46,13 +46,7 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-fn fail(e: ClientError) -> i32 {
-    eprintln!("rmhost: {e}");
-    match e {
-        ClientError::Unreachable { .. } => EXIT_UNREACHABLE,
-        _ => 1,
-    }
-}
+use super::client::report_error as fail;
 
 fn amount(kind: &str, v: u64) -> String {
     if kind == "memory" {

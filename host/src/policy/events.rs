@@ -69,6 +69,21 @@ pub fn decode_event(chunk: &[u64]) -> Option<PackedEvent> {
     })
 }
 
+/// Test helper: appends an event of unit `size` at time 0 with priority 0.
+#[cfg(test)]
+pub(crate) fn push_event(out: &mut Vec<u64>, kind: EventKind, id: u64, size: u64) {
+    encode_event(
+        out,
+        &PackedEvent {
+            id,
+            size,
+            at_ms: 0,
+            kind,
+            priority: 0,
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -203,17 +203,9 @@ impl EvictionPolicy for NativeS3Fifo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{PackedEvent, encode_event};
 
     fn ev(out: &mut Vec<u64>, kind: EventKind, id: u64) {
-        let e = PackedEvent {
-            id,
-            size: 1,
-            at_ms: 0,
-            kind,
-            priority: 0,
-        };
-        encode_event(out, &e);
+        crate::policy::events::push_event(out, kind, id, 1);
     }
 
     #[test]
