@@ -28,6 +28,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import libcachesim as lcs
@@ -82,8 +83,15 @@ def lcs_misses(path, fmt, policy, size):
     r = reader(path, fmt)
     n = sum(1 for _ in r)  # count requests the way the reader sees them
     r.reset()
+    t0 = time.perf_counter()
+    r = reader(path, fmt)  # a fresh reader: parsing counts, as in `rmhost sim`
     miss_ratio, byte_miss_ratio = getattr(lcs, policy)(cache_size=size).process_trace(r)
+    SPEED.setdefault((path, size, policy), n / (time.perf_counter() - t0))
     return round(miss_ratio * n), miss_ratio, n
+
+
+# Requests per second of libCacheSim's process_trace, per policy (for the speed table).
+SPEED = {}
 
 
 def run_ours(sim, path, fmt, size, builtins, belady, wasm=()):
@@ -96,6 +104,17 @@ def run_ours(sim, path, fmt, size, builtins, belady, wasm=()):
         cmd.append("--belady")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return {r["policy"]: r for r in json.loads(out)}
+
+
+def wall_speed(sim, path, fmt, size, builtin):
+    """Requests per second of one whole `sim` run (process start, trace parsing and the
+    replay), the same work libCacheSim's reader + process_trace does."""
+    cmd = shlex.split(sim) + ["--trace", path, "--format", fmt, "--cache-size", str(size),
+                              "--builtin", builtin, "--json"]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    elapsed = time.perf_counter() - t0
+    return json.loads(out)[0]["requests"] / elapsed
 
 
 def main():
@@ -145,6 +164,16 @@ def main():
                 print(f"{name:6} {size:>7} {label:16} {mr:>12.4f} {ours_txt:>12}  {verdict}"
                       + (f"  (misses {m} vs {o['misses'] if o else '-'})" if verdict == "MISMATCH" else ""))
     print("traces in", d)
+    # Speed on the same traces, whole runs on both sides (reading and replaying):
+    # libCacheSim's C simulator through Python vs `rmhost sim` (the production cache
+    # code; a debug build is much slower than a release one).
+    for (path, size, policy), theirs in sorted(SPEED.items()):
+        if policy not in ("LRU", "FIFO") or path.endswith(".oracleGeneral"):
+            continue
+        fmt = "csv" if path.endswith(".csv") else "plain"
+        mine = wall_speed(args.sim, path, fmt, size, policy.lower())
+        print(f"speed {os.path.basename(path):10} {size:>6} {policy:5} libCacheSim {theirs / 1e6:6.2f} M req/s"
+              f"   rmhost sim {mine / 1e6:6.2f} M req/s   ({mine / theirs:.2f}x)")
     if failures:
         print(f"{failures} mismatch(es)", file=sys.stderr)
         sys.exit(1)
