@@ -320,6 +320,10 @@ fn main() {
     }
 
     // ---- eviction observe per event, by batch size -------------------------------------
+    let c_lru_loaded = rt.load_file(&policies_dir().join("lru-c.wasm")).is_ok();
+    if !c_lru_loaded {
+        println!("(no C LRU rows: policies/lru-c.wasm not built; run policies/build)");
+    }
     let events = event_stream(300_000, 10_000);
     let warmup = 10_000 * 3;
     for batch in [1usize, 64, 1024] {
@@ -332,19 +336,31 @@ fn main() {
         }
         let n_events = (events.len() - warmup) / 3;
         let native_t = ns(t.elapsed()) / n_events as f64;
-        let mut wasm = rt.eviction_policy("default", Some("lru"));
-        wasm.configure(1 << 30, 10_000);
-        wasm.observe(&events[..warmup], 0, 0);
-        let t = Instant::now();
-        for c in events[warmup..].chunks(chunk) {
-            black_box(wasm.observe(c, 0, 0));
-        }
-        let wasm_t = ns(t.elapsed()) / n_events as f64;
+        let time_wasm = |name: &str| {
+            let mut wasm = rt.eviction_policy("default", Some(name));
+            wasm.configure(1 << 30, 10_000);
+            wasm.observe(&events[..warmup], 0, 0);
+            let t = Instant::now();
+            for c in events[warmup..].chunks(chunk) {
+                black_box(wasm.observe(c, 0, 0));
+            }
+            ns(t.elapsed()) / n_events as f64
+        };
+        let wasm_t = time_wasm("lru");
         println!(
             "eviction observe, batch {batch:>4}: native LRU {native_t:.1} ns/event, wasm \
              {wasm_t:.1} ns/event ({ev_label}); native/wasm throughput ratio {:.2}",
             native_t / wasm_t
         );
+        // The same LRU in C (no libc, no WASI), when built.
+        if c_lru_loaded {
+            let c_t = time_wasm("lru-c");
+            println!(
+                "eviction observe, batch {batch:>4}: native LRU {native_t:.1} ns/event, C wasm \
+                 {c_t:.1} ns/event (policies/lru-c.wasm); native/wasm throughput ratio {:.2}",
+                native_t / c_t
+            );
+        }
     }
     let info = rt.get("lru").expect("loaded");
     println!(
