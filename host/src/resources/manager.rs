@@ -427,7 +427,11 @@ impl ResourceManager {
         self.release_with(id, ReleaseReason::Released)
     }
 
-    fn release_with(&self, id: u64, reason: ReleaseReason) -> Result<Allocation, ResourceError> {
+    pub(super) fn release_with(
+        &self,
+        id: u64,
+        reason: ReleaseReason,
+    ) -> Result<Allocation, ResourceError> {
         let a = self
             .inner
             .ledger
@@ -490,58 +494,6 @@ impl ResourceManager {
             .collect();
         v.sort_by_key(|a| a.id);
         v
-    }
-
-    /// Reclaims expired leases and allocations whose owner process is gone, with an
-    /// `OrphanReclaimed` event each. Returns what was reclaimed.
-    pub fn reclaim_orphans(&self) -> Vec<Allocation> {
-        let now = self.inner.clock.now_ms();
-        let (expired, pids) = {
-            let l = self.inner.ledger.lock();
-            (l.expired(now), l.pids())
-        };
-        let mut out = Vec::new();
-        for id in expired {
-            if let Ok(a) = self.release_with(id, ReleaseReason::LeaseExpired) {
-                out.push(a);
-            }
-        }
-        for pid in pids {
-            if self.inner.probe.is_alive(pid) {
-                continue;
-            }
-            let ids = self.inner.ledger.lock().held_by(pid);
-            for id in ids {
-                if let Ok(a) = self.release_with(id, ReleaseReason::OwnerGone) {
-                    out.push(a);
-                }
-            }
-        }
-        out
-    }
-
-    /// Checks (and on success counts) `cost` requests against the tenant's rate limit.
-    pub fn rate_check(&self, tenant: &str, cost: u32) -> Result<RateDecision, ResourceError> {
-        validate_tenant(tenant)?;
-        if cost == 0 {
-            return Err(ResourceError::InvalidRequest {
-                field: "cost".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
-        let d = self.inner.rates.check(tenant, cost);
-        let mut stats = self.inner.stats.lock();
-        if d.allowed {
-            stats.rate_allowed += 1;
-        } else {
-            stats.rate_limited += 1;
-            drop(stats);
-            self.inner.events.publish(Event::RateLimited {
-                tenant: tenant.to_string(),
-                retry_after_ms: d.retry_after_ms,
-            });
-        }
-        Ok(d)
     }
 
     /// Global use per kind, and each tenant's use against its quotas.
@@ -614,7 +566,7 @@ impl ResourceManager {
     }
 }
 
-fn validate_tenant(tenant: &str) -> Result<(), ResourceError> {
+pub(super) fn validate_tenant(tenant: &str) -> Result<(), ResourceError> {
     let ok = !tenant.is_empty()
         && tenant.len() <= 128
         && tenant

@@ -1,7 +1,8 @@
 //! Orphan cleanup: leases that were not renewed and allocations whose owner process has
 //! exited are reclaimed by a background task, each with an `OrphanReclaimed` event.
 
-use super::ResourceManager;
+use super::{Allocation, ResourceManager};
+use crate::events::ReleaseReason;
 use std::time::Duration;
 
 /// Tells whether a process is still running; injectable for tests.
@@ -53,4 +54,34 @@ pub fn spawn_reaper(manager: ResourceManager, interval: Duration) -> tokio::task
             }
         }
     })
+}
+
+impl ResourceManager {
+    /// Reclaims expired leases and allocations whose owner process is gone, with an
+    /// `OrphanReclaimed` event each. Returns what was reclaimed.
+    pub fn reclaim_orphans(&self) -> Vec<Allocation> {
+        let now = self.inner.clock.now_ms();
+        let (expired, pids) = {
+            let l = self.inner.ledger.lock();
+            (l.expired(now), l.pids())
+        };
+        let mut out = Vec::new();
+        for id in expired {
+            if let Ok(a) = self.release_with(id, ReleaseReason::LeaseExpired) {
+                out.push(a);
+            }
+        }
+        for pid in pids {
+            if self.inner.probe.is_alive(pid) {
+                continue;
+            }
+            let ids = self.inner.ledger.lock().held_by(pid);
+            for id in ids {
+                if let Ok(a) = self.release_with(id, ReleaseReason::OwnerGone) {
+                    out.push(a);
+                }
+            }
+        }
+        out
+    }
 }

@@ -139,6 +139,36 @@ impl RateLimits {
     }
 }
 
+use super::manager::validate_tenant;
+use super::{ResourceError, ResourceManager};
+use crate::events::Event;
+
+impl ResourceManager {
+    /// Checks (and on success counts) `cost` requests against the tenant's rate limit.
+    pub fn rate_check(&self, tenant: &str, cost: u32) -> Result<RateDecision, ResourceError> {
+        validate_tenant(tenant)?;
+        if cost == 0 {
+            return Err(ResourceError::InvalidRequest {
+                field: "cost".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        let d = self.inner.rates.check(tenant, cost);
+        let mut stats = self.inner.stats.lock();
+        if d.allowed {
+            stats.rate_allowed += 1;
+        } else {
+            stats.rate_limited += 1;
+            drop(stats);
+            self.inner.events.publish(Event::RateLimited {
+                tenant: tenant.to_string(),
+                retry_after_ms: d.retry_after_ms,
+            });
+        }
+        Ok(d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
