@@ -4,7 +4,7 @@
 //! This module owns reading the OS (through the [`TelemetrySource`] seam: [`SysinfoSource`]
 //! for real, [`FakeSource`] for tests) and the counters. It makes no decisions: the pressure
 //! level is computed by `memory` from a [`Usage`], and policies see the compact
-//! [`SystemUsage`](crate::policy::SystemUsage) from [`Telemetry::system_usage`].
+//! [`SystemUsage`] from [`Telemetry::system_usage`].
 //!
 //! Costs: a sample reads a handful of small `/proc` files (see `benches/telemetry.rs` for
 //! the measured CPU per sample); recording a request is two relaxed atomic adds and one
