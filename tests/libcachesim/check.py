@@ -130,6 +130,7 @@ def main():
     os.makedirs(d, exist_ok=True)
     traces = make_traces(d)
     failures = 0
+    checked = 0
     print(f"{'trace':6} {'size':>7} {'policy':16} {'libCacheSim':>12} {'rmhost':>12}  verdict")
     for name, (path, fmt, footprint) in traces.items():
         og = path + ".oracleGeneral"
@@ -159,6 +160,7 @@ def main():
                 else:
                     ok = True
                 failures += not ok
+                checked += rule is not None
                 ours_txt = f"{o['miss_ratio']:.4f}" if o else "-"
                 label = lcs_name if ours_name is None or ours_name.startswith(("builtin:", "belady")) else ours_name
                 print(f"{name:6} {size:>7} {label:16} {mr:>12.4f} {ours_txt:>12}  {verdict}"
@@ -167,6 +169,7 @@ def main():
     # Speed on the same traces, whole runs on both sides (reading and replaying):
     # libCacheSim's C simulator through Python vs `rmhost sim` (the production cache
     # code; a debug build is much slower than a release one).
+    print(f"speed, whole runs ({args.sim!r}; a debug build is several times slower than --release):")
     for (path, size, policy), theirs in sorted(SPEED.items()):
         if policy not in ("LRU", "FIFO") or path.endswith(".oracleGeneral"):
             continue
@@ -176,8 +179,11 @@ def main():
               f"   rmhost sim {mine / 1e6:6.2f} M req/s   ({mine / theirs:.2f}x)")
     if failures:
         print(f"{failures} mismatch(es)", file=sys.stderr)
+    else:
+        print("all required checks match")
+    print(f"libcachesim: {checked - failures} passed, {failures} failed")
+    if failures:
         sys.exit(1)
-    print("all required checks match")
 
 
 if __name__ == "__main__":
