@@ -1,8 +1,7 @@
 //! The HTTP API of a running daemon.
 
-use crate::harness::{Daemon, http};
+use crate::harness::{Daemon, http, wait_for_event};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 #[tokio::test]
 async fn quota_exceeded_is_409_with_a_json_error_and_release_twice_is_404() {
@@ -105,17 +104,7 @@ async fn ttl_expiry_reclaims_and_emits_the_event() {
     // Read the stream until the reclaim arrives (bounded by a generous timeout; the
     // reclaim itself is expected after ~100-150 ms).
     let mut buf = String::new();
-    let found = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(chunk) = events.chunk().await.unwrap() {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            if buf.contains("event: OrphanReclaimed") {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
+    let found = wait_for_event(&mut events, &mut buf, "event: OrphanReclaimed").await;
     assert!(found, "no OrphanReclaimed event; stream so far:\n{buf}");
     let line = buf
         .lines()

@@ -129,3 +129,21 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Reads an SSE response into `buf` until it holds `what` (e.g. `event: PolicyLoaded`),
+/// within a generous bound that only catches a hang; false if the stream ends first.
+pub async fn wait_for_event(events: &mut reqwest::Response, buf: &mut String, what: &str) -> bool {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if buf.contains(what) {
+                return true;
+            }
+            match events.chunk().await {
+                Ok(Some(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}

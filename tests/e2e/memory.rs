@@ -1,6 +1,6 @@
 //! Caches, memory, gc, snapshot, leaks, profile and sim through the daemon and the CLI.
 
-use crate::harness::{Daemon, http, run_cli};
+use crate::harness::{Daemon, http, run_cli, wait_for_event};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -73,17 +73,7 @@ async fn caches_store_evict_and_report_through_the_api() {
 
     // Remote apps learn of evictions through events.
     let mut buf = String::new();
-    let seen = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while let Some(chunk) = events.chunk().await.unwrap() {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            if buf.contains("event: CacheEvicted") {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
+    let seen = wait_for_event(&mut events, &mut buf, "event: CacheEvicted").await;
     assert!(seen, "{buf}");
 
     // Bad input names the field; unknown caches are 404.

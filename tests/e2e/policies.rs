@@ -1,7 +1,7 @@
 //! Wasm policies end to end: the reference policies built from `policies/` by
 //! `policies/build`, loaded by the daemon and by the library.
 
-use crate::harness::{Daemon, http, run_cli};
+use crate::harness::{Daemon, http, run_cli, wait_for_event};
 use rmhost::events::EventBus;
 use rmhost::policy::{EventKind, EvictionPolicy, NativeLru, PackedEvent, encode_event};
 use rmhost::runtime::{PolicyRuntime, RuntimeOptions};
@@ -336,22 +336,10 @@ async fn hot_reload_through_the_daemon_keeps_the_old_policy_on_a_broken_file() {
     let target = dir.path().join("evict.wasm");
     std::fs::copy(built("lru"), &target).unwrap();
     let mut buf = String::new();
-    let mut wait_for = async |what: &str, buf: &mut String| {
-        tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if buf.contains(what) {
-                    return true;
-                }
-                match events.chunk().await {
-                    Ok(Some(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk)),
-                    _ => return false,
-                }
-            }
-        })
-        .await
-        .unwrap_or(false)
-    };
-    assert!(wait_for("event: PolicyLoaded", &mut buf).await, "{buf}");
+    assert!(
+        wait_for_event(&mut events, &mut buf, "event: PolicyLoaded").await,
+        "{buf}"
+    );
     let before: Value = c
         .get(d.url("/v1/policies/evict"))
         .send()
@@ -362,7 +350,7 @@ async fn hot_reload_through_the_daemon_keeps_the_old_policy_on_a_broken_file() {
         .unwrap();
     std::fs::write(&target, b"\0asm broken").unwrap();
     assert!(
-        wait_for("event: PolicyReloadFailed", &mut buf).await,
+        wait_for_event(&mut events, &mut buf, "event: PolicyReloadFailed").await,
         "{buf}"
     );
     let after: Value = c
@@ -378,7 +366,10 @@ async fn hot_reload_through_the_daemon_keeps_the_old_policy_on_a_broken_file() {
         "the old version keeps serving"
     );
     std::fs::remove_file(&target).unwrap();
-    assert!(wait_for("event: PolicyUnloaded", &mut buf).await, "{buf}");
+    assert!(
+        wait_for_event(&mut events, &mut buf, "event: PolicyUnloaded").await,
+        "{buf}"
+    );
     assert_eq!(
         c.get(d.url("/v1/policies/evict"))
             .send()
