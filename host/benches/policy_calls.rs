@@ -16,106 +16,23 @@ use rmhost::policy::{
 };
 use rmhost::runtime::{PolicyRuntime, RuntimeOptions};
 
-const PRELUDE: &str = r#"
-    (memory (export "memory") 1)
-    (global $bump (mut i32) (i32.const 1024))
-    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-      (local $p i32)
-      (local.set $p (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
-      (global.set $bump (i32.add (local.get $p) (local.get 3)))
-      (if (i32.gt_u (global.get $bump) (i32.mul (memory.size) (i32.const 65536)))
-        (then (drop (memory.grow (i32.add (i32.const 1) (i32.shr_u
-          (i32.sub (global.get $bump) (i32.mul (memory.size) (i32.const 65536)))
-          (i32.const 16)))))))
-      (local.get $p))
-    (func $reset (global.set $bump (i32.const 1024)))
-"#;
-
-/// Eviction: reads every event's id (so the list is really touched) and answers nothing.
-fn wat_eviction() -> String {
-    format!(
-        r#"(component
-  (core module $m {PRELUDE}
-    (func (export "configure") (param i64 i32))
-    (func (export "observe") (param $ev i32) (param $n i32) (param $b i64) (param $max i32)
-      (result i32) (local $i i32) (local $acc i64)
-      (block $done (loop $l
-        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-        (local.set $acc (i64.add (local.get $acc)
-          (i64.load (i32.add (local.get $ev) (i32.shl (local.get $i) (i32.const 3))))))
-        (local.set $i (i32.add (local.get $i) (i32.const 3)))
-        (br $l)))
-      (call $reset)
-      (i32.store (i32.const 16) (i32.const 8)) (i32.store (i32.const 20) (i32.const 0))
-      (i32.const 16)))
-  (core instance $i (instantiate $m))
-  (func $configure (param "capacity-bytes" u64) (param "expected-entries" u32)
-    (canon lift (core func $i "configure")))
-  (func $observe (param "events" (list u64)) (param "bytes-to-free" u64) (param "max-count" u32)
-    (result (list u64))
-    (canon lift (core func $i "observe") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (instance $e (export "configure" (func $configure)) (export "observe" (func $observe)))
-  (export "rmhost:policy/eviction@0.1.0" (instance $e))
-)"#
-    )
-}
-
-fn wat_quota_priority() -> String {
-    format!(
-        r#"(component
-  (core module $m {PRELUDE}
-    (func (export "decide") (param i32) (result i32)
-      (call $reset) (i32.store8 (i32.const 16) (i32.const 0)) (i32.const 16))
-    (func (export "rank") (param i32 i32 i32 i64 i32 i32) (result i64)
-      (call $reset) (i64.mul (local.get 3) (i64.const 2))))
-  (core instance $i (instantiate $m))
-  (type $kind' (enum "memory" "cpu" "connections" "requests" "file-handles"))
-  (type $level' (enum "normal" "warning" "critical"))
-  (type $usage' (record (field "cpu-percent" f32) (field "memory-used-bytes" u64)
-    (field "memory-total-bytes" u64) (field "process-rss-bytes" u64)
-    (field "connections-active" u32) (field "requests-per-minute" u32)
-    (field "load-average-1m" f32) (field "pressure" $level')))
-  (type $request' (record (field "tenant" string) (field "owner" string) (field "kind" $kind')
-    (field "amount" u64) (field "priority" u8)))
-  (type $tstate' (record (field "used" u64) (field "limit" (option u64)) (field "allocations" u32)))
-  (type $holder' (record (field "allocation" u64) (field "owner" string) (field "amount" u64)
-    (field "priority" u8) (field "age-ms" u64)))
-  (type $decision' (variant (case "grant") (case "deny" string) (case "preempt" (list u64))))
-  (type $waiter' (record (field "tenant" string) (field "priority" u8)
-    (field "enqueued-ms" u64) (field "queue" string)))
-  (func $decide (param "req" $request') (param "tenant" $tstate') (param "system" $usage')
-    (param "preemptible" (list $holder')) (result $decision')
-    (canon lift (core func $i "decide") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (func $rank (param "w" $waiter') (result s64)
-    (canon lift (core func $i "rank") (memory (core memory $i "memory"))
-      (realloc (core func $i "cabi_realloc"))))
-  (instance $q
-    (export "resource-kind" (type $kind')) (export "pressure-level" (type $level'))
-    (export "usage" (type $usage')) (export "request" (type $request'))
-    (export "tenant-state" (type $tstate')) (export "holder" (type $holder'))
-    (export "decision" (type $decision')) (export "decide" (func $decide)))
-  (instance $p (export "waiter" (type $waiter')) (export "rank" (func $rank)))
-  (export "rmhost:policy/quota@0.1.0" (instance $q))
-  (export "rmhost:policy/priority@0.1.0" (instance $p))
-)"#
-    )
-}
-
 fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
-/// The bytes of `policies/NAME.wasm` if built, else the WAT fallback; with a label.
-fn policy_bytes(name: &str, fallback: impl FnOnce() -> String) -> (Vec<u8>, String) {
+/// The bytes and label of `policies/NAME.wasm`. The numbers only mean something for the
+/// real reference policies, so a missing one stops the bench with the command to build it.
+fn policy_bytes(name: &str) -> (Vec<u8>, String) {
     let p = policies_dir().join(format!("{name}.wasm"));
     match std::fs::read(&p) {
         Ok(b) => (b, format!("policies/{name}.wasm")),
-        Err(_) => (
-            fallback().into_bytes(),
-            format!("inline WAT ({name} stand-in)"),
-        ),
+        Err(e) => {
+            eprintln!(
+                "{}: {e}; build the reference policies first: policies/build",
+                p.display()
+            );
+            std::process::exit(2);
+        }
     }
 }
 
@@ -186,9 +103,9 @@ fn event_stream(n: usize, ids: u64) -> Vec<u64> {
 
 fn main() {
     let bus = EventBus::new();
-    let (ev_bytes, ev_label) = policy_bytes("lru", wat_eviction);
-    let (q_bytes, q_label) = policy_bytes("fair-quota", wat_quota_priority);
-    let (p_bytes, p_label) = policy_bytes("aging-priority", wat_quota_priority);
+    let (ev_bytes, ev_label) = policy_bytes("lru");
+    let (q_bytes, q_label) = policy_bytes("fair-quota");
+    let (p_bytes, p_label) = policy_bytes("aging-priority");
 
     // ---- compile, with and without the artifact cache --------------------------------
     let cache = std::env::temp_dir().join(format!("rmhost-bench-cwasm-{}", std::process::id()));

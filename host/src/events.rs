@@ -331,30 +331,37 @@ impl EventBus {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        // The sequence is taken under the ring's lock so the ring stays in order.
-        let mut recent = self.inner.recent.lock();
-        let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let env = Arc::new(Envelope { seq, at_ms, event });
+        // Sequence, ring and broadcast under one lock, so subscribers and the ring see
+        // events in sequence order; the (costlier) audit logging happens after.
+        let env = {
+            let mut recent = self.inner.recent.lock();
+            let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            let env = Arc::new(Envelope { seq, at_ms, event });
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(env.clone());
+            // No subscribers is not an error: events are also kept in the ring.
+            let _ = self.inner.tx.send(env.clone());
+            env
+        };
         // The audit log: allocation, policy and pressure events at info; per-entry cache
         // evictions (possibly thousands a second) only at debug.
         let chatty = matches!(env.event, Event::CacheEvicted { .. });
-        if (chatty && tracing::enabled!(target: "rmhost::audit", tracing::Level::DEBUG))
-            || (!chatty && tracing::enabled!(target: "rmhost::audit", tracing::Level::INFO))
-        {
+        let level_on = if chatty {
+            tracing::enabled!(target: "rmhost::audit", tracing::Level::DEBUG)
+        } else {
+            tracing::enabled!(target: "rmhost::audit", tracing::Level::INFO)
+        };
+        if level_on {
             let json = serde_json::to_string(&*env).unwrap_or_default();
+            let (name, seq) = (env.event.name(), env.seq);
             if chatty {
-                tracing::debug!(target: "rmhost::audit", event = env.event.name(), seq, "{json}");
+                tracing::debug!(target: "rmhost::audit", event = name, seq, "{json}");
             } else {
-                tracing::info!(target: "rmhost::audit", event = env.event.name(), seq, "{json}");
+                tracing::info!(target: "rmhost::audit", event = name, seq, "{json}");
             }
         }
-        if recent.len() == RECENT {
-            recent.pop_front();
-        }
-        recent.push_back(env.clone());
-        drop(recent);
-        // No subscribers is not an error: events are also kept in the ring.
-        let _ = self.inner.tx.send(env);
     }
 
     /// A receiver of every event published from now on.

@@ -33,20 +33,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)
 }
 
-/// The cache's tenant, checked against the caller.
-fn owned(s: &AppState, caller: &Caller, name: &str) -> Result<CacheInfo, ApiError> {
-    let info = s
-        .host
-        .caches
-        .list()
-        .into_iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("no cache named {name:?}")))?;
-    if !caller.may_access(&info.tenant) {
-        // Another tenant's cache answers as a missing one.
-        return Err(ApiError::not_found(format!("no cache named {name:?}")));
+/// Checks that the cache exists and the caller may use it; another tenant's cache answers
+/// as a missing one.
+fn owned(s: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    match s.host.caches.tenant_of(name) {
+        Ok(tenant) if caller.may_access(&tenant) => Ok(()),
+        _ => Err(ApiError::not_found(format!("no cache named {name:?}"))),
     }
-    Ok(info)
 }
 
 /// Body of `PUT /v1/caches/{name}`.
@@ -84,7 +77,8 @@ pub async fn put_cache(
             .await?
             .map_err(|e| ApiError::invalid(format!("policy: {e}")))?
     };
-    if let Ok(existing) = owned(&s, &caller, &name) {
+    if owned(&s, &caller, &name).is_ok() {
+        let existing = cache_info(&s, &name)?;
         if existing.stats.capacity_bytes != b.capacity_bytes {
             return Err(ApiError::conflict(
                 "conflict",
@@ -108,12 +102,7 @@ pub async fn put_cache(
 }
 
 fn cache_info(s: &AppState, name: &str) -> Result<CacheInfo, ApiError> {
-    s.host
-        .caches
-        .list()
-        .into_iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("no cache named {name:?}")))
+    Ok(s.host.caches.info(name)?)
 }
 
 /// `GET /v1/caches`: every cache the caller may see, with stats.
@@ -130,7 +119,8 @@ pub async fn get_cache(
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CacheInfo>, ApiError> {
     let Path(name) = p?;
-    owned(&s, &caller, &name).map(Json)
+    owned(&s, &caller, &name)?;
+    cache_info(&s, &name).map(Json)
 }
 
 /// `DELETE /v1/caches/{name}`.

@@ -2,7 +2,7 @@
 
 use super::{ApiError, AppState, Caller};
 use crate::policy::ResourceKind;
-use crate::resources::{Allocation, AllocationFilter, AllocationRequest, KindUsage};
+use crate::resources::{Allocation, AllocationFilter, AllocationRequest};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -209,22 +209,9 @@ pub async fn get_quotas(
 
 fn quotas_of(s: &AppState, tenant: &str) -> Result<serde_json::Value, ApiError> {
     let m = &s.host.resources;
-    let usage = m.usage();
-    let kinds: Vec<KindUsage> = match usage.tenants.into_iter().find(|t| t.tenant == tenant) {
-        Some(t) => t.kinds,
-        None => ResourceKind::ALL
-            .iter()
-            .map(|&kind| KindUsage {
-                kind,
-                used: 0,
-                limit: m.quota(tenant, kind),
-                percentage: None,
-                allocations: 0,
-            })
-            .collect(),
-    };
+    let usage = m.tenant_usage(tenant);
     let mut out = serde_json::Map::new();
-    for k in kinds {
+    for k in usage.kinds {
         out.insert(
             k.kind.as_str().to_string(),
             json!({"limit": k.limit, "used": k.used, "allocations": k.allocations, "percentage": k.percentage}),
@@ -233,7 +220,7 @@ fn quotas_of(s: &AppState, tenant: &str) -> Result<serde_json::Value, ApiError> 
     Ok(json!({
         "tenant": tenant,
         "quotas": out,
-        "requests_per_minute": m.rate_limits().limit_for(tenant),
+        "requests_per_minute": usage.requests_per_minute_limit,
     }))
 }
 

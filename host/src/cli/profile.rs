@@ -2,7 +2,7 @@
 //! as a JSON time series and draws it as an SVG chart (CPU, memory, connections,
 //! requests).
 
-use super::{Client, ClientArgs, ClientError, EXIT_UNREACHABLE, EXIT_USAGE};
+use super::{Client, ClientArgs, EXIT_USAGE};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
@@ -51,13 +51,7 @@ pub async fn profile(args: &ProfileArgs) -> anyhow::Result<i32> {
     bar.finish_and_clear();
     let r: Value = match answer {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("rmhost: {e}");
-            return Ok(match e {
-                ClientError::Unreachable { .. } => EXIT_UNREACHABLE,
-                _ => 1,
-            });
-        }
+        Err(e) => return Ok(super::client::report_error(e)),
     };
     std::fs::write(&args.output, serde_json::to_string_pretty(&r)? + "\n")?;
     let n = r["points"].as_array().map_or(0, Vec::len);

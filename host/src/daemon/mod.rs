@@ -135,16 +135,6 @@ fn build_pools(config: &Config, events: EventBus) -> Result<crate::pools::PoolMa
     crate::pools::PoolManager::new(&ps, events).map_err(HostError::Pools)
 }
 
-/// Memory bytes granted through the ledger.
-fn allocated_memory(resources: &ResourceManager) -> u64 {
-    resources
-        .usage()
-        .global
-        .iter()
-        .find(|k| k.kind == ResourceKind::Memory)
-        .map_or(0, |k| k.used)
-}
-
 impl Host {
     /// Builds every manager from `config` with real telemetry.
     pub fn new(config: Config) -> Result<Arc<Host>, HostError> {
@@ -210,7 +200,7 @@ impl Host {
             },
             telemetry.clone(),
             caches.clone(),
-            move || allocated_memory(&r),
+            move || r.global_used(ResourceKind::Memory),
             runtime.pressure_policy(),
             sink,
             Some(events.clone()),

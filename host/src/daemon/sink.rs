@@ -93,9 +93,8 @@ impl ActionSink for HostSink {
     }
 
     fn alert(&self, message: &str) -> Result<String, String> {
+        // The monitor publishes the Alert event itself; the sink only logs it.
         tracing::warn!(target: "rmhost::alert", "{message}");
-        // The monitor publishes the Alert event itself; nothing more to do here.
-        let _ = &self.events;
         Ok("raised".into())
     }
 

@@ -122,6 +122,15 @@ impl std::fmt::Debug for CacheRegistry {
     }
 }
 
+fn cache_info(name: String, tenant: String, accounting: bool, h: &dyn CacheHandle) -> CacheInfo {
+    CacheInfo {
+        mode: if accounting { "accounting" } else { "typed" }.to_string(),
+        name,
+        tenant,
+        stats: h.stats(),
+    }
+}
+
 fn cause_str(c: RemovalCause) -> &'static str {
     match c {
         RemovalCause::Evicted => "evicted",
@@ -354,26 +363,45 @@ impl CacheRegistry {
 
     /// Every cache with its counters.
     pub fn list(&self) -> Vec<CacheInfo> {
-        let modes: BTreeMap<String, bool> = self
+        // Cloned out so no cache lock is taken under the registry lock.
+        let entries: Vec<(String, String, bool, Arc<dyn CacheHandle>)> = self
             .caches
             .read()
             .iter()
-            .map(|(n, r)| (n.clone(), r.accounting.is_some()))
-            .collect();
-        self.handles()
-            .into_iter()
-            .map(|(name, tenant, h)| CacheInfo {
-                mode: if modes.get(&name).copied().unwrap_or(false) {
-                    "accounting"
-                } else {
-                    "typed"
-                }
-                .to_string(),
-                name,
-                tenant,
-                stats: h.stats(),
+            .map(|(n, r)| {
+                (
+                    n.clone(),
+                    r.tenant.clone(),
+                    r.accounting.is_some(),
+                    r.handle.clone(),
+                )
             })
+            .collect();
+        entries
+            .into_iter()
+            .map(|(name, tenant, accounting, h)| cache_info(name, tenant, accounting, &*h))
             .collect()
+    }
+
+    /// One cache, with its counters.
+    pub fn info(&self, name: &str) -> Result<CacheInfo, CacheError> {
+        let (tenant, accounting, h) = self
+            .caches
+            .read()
+            .get(name)
+            .map(|r| (r.tenant.clone(), r.accounting.is_some(), r.handle.clone()))
+            .ok_or_else(|| CacheError::NotFound(name.to_string()))?;
+        Ok(cache_info(name.to_string(), tenant, accounting, &*h))
+    }
+
+    /// The tenant a cache belongs to (no counters are read: cheap enough for every
+    /// request's access check).
+    pub fn tenant_of(&self, name: &str) -> Result<String, CacheError> {
+        self.caches
+            .read()
+            .get(name)
+            .map(|r| r.tenant.clone())
+            .ok_or_else(|| CacheError::NotFound(name.to_string()))
     }
 
     /// One cache's counters.

@@ -46,7 +46,7 @@ pub struct Ledger {
     allocs: HashMap<u64, Allocation>,
     by_tenant: HashMap<String, HashSet<u64>>,
     totals: HashMap<(String, ResourceKind), Totals>,
-    global: [u64; 5],
+    global: [Totals; 5],
     next_id: u64,
 }
 
@@ -68,6 +68,11 @@ impl Ledger {
 
     /// Global use of `kind`.
     pub fn global_used(&self, kind: ResourceKind) -> u64 {
+        self.global[slot(kind)].used
+    }
+
+    /// Global use and live allocations of `kind`.
+    pub fn global_totals(&self, kind: ResourceKind) -> Totals {
         self.global[slot(kind)]
     }
 
@@ -149,7 +154,8 @@ impl Ledger {
         t.used = t.used.saturating_add(a.amount);
         t.count += 1;
         let g = &mut self.global[slot(a.kind)];
-        *g = g.saturating_add(a.amount);
+        g.used = g.used.saturating_add(a.amount);
+        g.count += 1;
         self.by_tenant
             .entry(a.tenant.clone())
             .or_default()
@@ -174,8 +180,9 @@ impl Ledger {
             }
         }
         let g = &mut self.global[slot(a.kind)];
-        debug_assert!(*g >= a.amount);
-        *g -= a.amount.min(*g);
+        debug_assert!(g.used >= a.amount && g.count > 0);
+        g.used -= a.amount.min(g.used);
+        g.count = g.count.saturating_sub(1);
         if let Some(ids) = self.by_tenant.get_mut(&a.tenant) {
             ids.remove(&id);
             if ids.is_empty() {
@@ -230,12 +237,13 @@ impl Ledger {
     /// property tests check after each step.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut totals: HashMap<(String, ResourceKind), Totals> = HashMap::new();
-        let mut global = [0u64; 5];
+        let mut global = [Totals::default(); 5];
         for a in self.allocs.values() {
             let t = totals.entry((a.tenant.clone(), a.kind)).or_default();
             t.used += a.amount;
             t.count += 1;
-            global[slot(a.kind)] += a.amount;
+            global[slot(a.kind)].used += a.amount;
+            global[slot(a.kind)].count += 1;
             if !self
                 .by_tenant
                 .get(&a.tenant)

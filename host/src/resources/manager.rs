@@ -496,28 +496,50 @@ impl ResourceManager {
         v
     }
 
+    /// Global use of `kind` (cheap: the ledger keeps running totals).
+    pub fn global_used(&self, kind: ResourceKind) -> u64 {
+        self.inner.ledger.lock().global_used(kind)
+    }
+
+    /// One tenant's use of every kind against its quotas.
+    pub fn tenant_usage(&self, tenant: &str) -> TenantUsage {
+        let ledger = self.inner.ledger.lock();
+        let quotas = self.inner.quotas.read();
+        self.tenant_usage_in(&ledger, &quotas, tenant)
+    }
+
+    fn tenant_usage_in(
+        &self,
+        ledger: &Ledger,
+        quotas: &HashMap<(String, ResourceKind), u64>,
+        tenant: &str,
+    ) -> TenantUsage {
+        let kinds = ResourceKind::ALL
+            .iter()
+            .map(|&kind| {
+                let t = ledger.tenant_totals(tenant, kind);
+                kind_usage(kind, t, quotas.get(&(tenant.to_string(), kind)).copied())
+            })
+            .collect();
+        TenantUsage {
+            tenant: tenant.to_string(),
+            kinds,
+            requests_per_minute_limit: self.inner.rates.limit_for(tenant),
+        }
+    }
+
     /// Global use per kind, and each tenant's use against its quotas.
     pub fn usage(&self) -> LedgerUsage {
         let ledger = self.inner.ledger.lock();
         let quotas = self.inner.quotas.read();
-        let pct = |used: u64, limit: Option<u64>| {
-            limit
-                .filter(|l| *l > 0)
-                .map(|l| (used as f64) * 100.0 / l as f64)
-        };
         let global = ResourceKind::ALL
             .iter()
             .map(|&kind| {
-                let used = ledger.global_used(kind);
-                let limit = Some(self.inner.limits.get(kind));
-                let allocations = ledger.iter().filter(|a| a.kind == kind).count() as u32;
-                KindUsage {
+                kind_usage(
                     kind,
-                    used,
-                    limit,
-                    percentage: pct(used, limit),
-                    allocations,
-                }
+                    ledger.global_totals(kind),
+                    Some(self.inner.limits.get(kind)),
+                )
             })
             .collect();
         let mut names: Vec<String> = ledger.tenants();
@@ -525,28 +547,8 @@ impl ResourceManager {
         names.sort();
         names.dedup();
         let tenants = names
-            .into_iter()
-            .map(|tenant| {
-                let kinds = ResourceKind::ALL
-                    .iter()
-                    .map(|&kind| {
-                        let t = ledger.tenant_totals(&tenant, kind);
-                        let limit = quotas.get(&(tenant.clone(), kind)).copied();
-                        KindUsage {
-                            kind,
-                            used: t.used,
-                            limit,
-                            percentage: pct(t.used, limit),
-                            allocations: t.count,
-                        }
-                    })
-                    .collect();
-                TenantUsage {
-                    requests_per_minute_limit: self.inner.rates.limit_for(&tenant),
-                    tenant,
-                    kinds,
-                }
-            })
+            .iter()
+            .map(|tenant| self.tenant_usage_in(&ledger, &quotas, tenant))
             .collect();
         LedgerUsage {
             global,
@@ -563,6 +565,18 @@ impl ResourceManager {
     /// Runs the ledger's self-check (tests and debugging).
     pub fn check_invariants(&self) -> Result<(), String> {
         self.inner.ledger.lock().check_invariants()
+    }
+}
+
+fn kind_usage(kind: ResourceKind, t: Totals, limit: Option<u64>) -> KindUsage {
+    KindUsage {
+        kind,
+        used: t.used,
+        limit,
+        percentage: limit
+            .filter(|l| *l > 0)
+            .map(|l| (t.used as f64) * 100.0 / l as f64),
+        allocations: t.count,
     }
 }
 
