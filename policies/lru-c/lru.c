@@ -1,5 +1,5 @@
 // LRU eviction in C: the same rules and the same victims as the Rust `lru` policy and the
-// host's native LRU (host/src/policy/lru.rs).
+// host's native LRU (host/abi/src/lru.rs).
 //
 // Entries form a doubly-linked list in one array of nodes indexed by the host's dense ids
 // (head = most recently used). Insert, hit and update move an entry to the head (an insert

@@ -1,5 +1,5 @@
 """The default pressure response in Python: decision for decision the Rust
-`pressure-default` policy and the host's `NativePressure` (host/src/policy/native.rs).
+`pressure-default` policy and the host's `NativePressure` (host/core/src/policy/native.rs).
 
 - normal: nothing;
 - warning: trim every non-empty cache by 10% of its bytes;

@@ -6,7 +6,7 @@ Drives each given core module (the pre-component `.wasm` that `build` feeds to
 `rmhost:policy/eviction@0.1.0` with random event batches, the way the host drives a
 cache (dense smallest-free ids, victims removed in the next batch, plus some invalid
 events), and checks every answer against a transliteration of the host's native LRU
-(host/src/policy/lru.rs). Used to hold lru-c (C) to the same victims as the Rust lru.
+(host/abi/src/lru.rs). Used to hold lru-c (C) to the same victims as the Rust lru.
 
   python3 -m pip install wasmtime
   python3 policies/tools/eviction_conformance.py target/build/lru-c/lru-c.core.wasm \
@@ -23,7 +23,7 @@ NIL = 0xFFFF_FFFF
 
 
 class NativeLru:
-    """host/src/policy/lru.rs, line for line."""
+    """host/abi/src/lru.rs, line for line."""
 
     def __init__(self):
         self.nodes = {}  # id -> [prev, next, size]

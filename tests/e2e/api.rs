@@ -127,7 +127,7 @@ const ACME: &str = "acme-secret";
 const GLOBEX: &str = "globex-secret";
 
 fn auth_config() -> String {
-    let h = |t: &str| rmhost::config::hash_token(t);
+    let h = |t: &str| rmhost_core::config::hash_token(t);
     format!(
         "[auth]\nadmin_token_sha256 = \"{}\"\n[auth.tenants.acme]\ntoken_sha256 = \"{}\"\n[auth.tenants.globex]\ntoken_sha256 = \"{}\"\n",
         h(ADMIN),

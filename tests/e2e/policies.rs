@@ -2,9 +2,9 @@
 //! `policies/build`, loaded by the daemon and by the library.
 
 use crate::harness::{Daemon, http, run_cli, wait_for_event};
-use rmhost::events::EventBus;
-use rmhost::policy::{EventKind, EvictionPolicy, NativeLru, PackedEvent, encode_event};
-use rmhost::runtime::{PolicyRuntime, RuntimeOptions};
+use rmhost_core::events::EventBus;
+use rmhost_core::policy::{EventKind, EvictionPolicy, NativeLru, PackedEvent, encode_event};
+use rmhost_runtime::{PolicyRuntime, RuntimeOptions};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use std::time::Duration;
 /// A built reference policy; fails (never skips) with instructions when it is missing.
 pub fn built(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../policies")
+        .join("../../policies")
         .join(format!("{name}.wasm"));
     assert!(
         p.is_file(),

@@ -1,5 +1,5 @@
 //! FIFO eviction, victim for victim the same as the host's native FIFO
-//! (`host/src/policy/fifo.rs`) and libCacheSim's FIFO: entries leave in insertion order;
+//! (`host/abi/src/fifo.rs`) and libCacheSim's FIFO: entries leave in insertion order;
 //! hits and updates do not reorder (an update only changes the size). A re-inserted id
 //! goes to the back.
 //!

@@ -1,5 +1,5 @@
 //! LRU eviction, victim for victim the same as the host's native LRU
-//! (`host/src/policy/lru.rs`), so the host can check one against the other.
+//! (`host/abi/src/lru.rs`), so the host can check one against the other.
 //!
 //! Entries are a doubly-linked list kept in one array of nodes indexed by the host's dense
 //! ids (head = most recently used). Insert, hit and update move an entry to the head
@@ -204,13 +204,6 @@ impl Eviction for Lru {
 }
 
 rmhost_policy::export_eviction!(Lru);
-
-/// The host's own native LRU and event encoding, compiled from `host/src/policy/` into the
-/// tests (under the path they expect, `crate::policy`), so conformance is checked against
-/// the real thing rather than a copy.
-#[cfg(test)]
-#[path = "native_twin.rs"]
-mod policy;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The Wasm LRU must answer exactly like the host's native LRU on any event sequence.
 
 use crate::Lru;
-use crate::policy::{EvictionPolicy, NativeLru};
+use rmhost_abi::{EvictionPolicy, NativeLru};
 use rmhost_policy::Eviction;
 use rmhost_policy::events::{EventKind, encode, observe};
 

@@ -1,5 +1,5 @@
 //! The default pressure response, action for action the host's `NativePressure`
-//! (`host/src/policy/native.rs`):
+//! (`host/core/src/policy/native.rs`):
 //!
 //! - normal: nothing;
 //! - warning: trim every non-empty cache by 10% of its bytes;

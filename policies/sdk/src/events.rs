@@ -1,40 +1,15 @@
 //! Decoding of the packed eviction events (`wit/policy.wit`, `eviction.observe`):
 //! three u64 per event, `[id, size, at_ms << 16 | kind << 8 | priority]`.
 //!
-//! The rules match the host's native LRU (`host/src/policy/lru.rs`) so a policy built on
+//! The rules match the host's native LRU (`host/abi/src/lru.rs`) so a policy built on
 //! this SDK sees exactly what the native twin sees: a trailing partial event is ignored,
 //! an unknown kind byte skips the event, and ids that do not fit a `u32` (or equal
 //! `u32::MAX`, the native "nil") are ignored since the host's dense ids never get there.
 
 use crate::Eviction;
 
-/// What happened to a cache entry (the `kind` byte).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum EventKind {
-    /// A new entry; its id was free.
-    Insert = 0,
-    /// A read of a live entry.
-    Hit = 1,
-    /// A live entry's size or priority changed; counts as an access.
-    Update = 2,
-    /// A live entry left (removed, expired or evicted); its id becomes free.
-    Remove = 3,
-}
-
-impl EventKind {
-    /// Decodes the kind byte; `None` for an unknown value.
-    #[inline]
-    pub fn from_u8(v: u8) -> Option<EventKind> {
-        match v {
-            0 => Some(EventKind::Insert),
-            1 => Some(EventKind::Hit),
-            2 => Some(EventKind::Update),
-            3 => Some(EventKind::Remove),
-            _ => None,
-        }
-    }
-}
+/// What happened to a cache entry (the `kind` byte): the ABI crate's own type.
+pub use rmhost_abi::EventKind;
 
 /// One decoded event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,24 +29,29 @@ pub struct Event {
 /// Decodes one event from three u64; `None` for an unknown kind or an id out of range.
 #[inline(always)]
 pub fn decode(chunk: &[u64; 3]) -> Option<Event> {
-    let [id, size, meta] = *chunk;
-    let id = u32::try_from(id).ok().filter(|&i| i != u32::MAX)?;
+    let e = rmhost_abi::decode_event(chunk)?;
+    let id = u32::try_from(e.id).ok().filter(|&i| i != u32::MAX)?;
     Some(Event {
         id,
-        size,
-        at_ms: meta >> 16,
-        kind: EventKind::from_u8((meta >> 8) as u8)?,
-        priority: meta as u8,
+        size: e.size,
+        at_ms: e.at_ms,
+        kind: e.kind,
+        priority: e.priority,
     })
 }
 
 /// Appends one event in the packed form (the host's side; for tests and simulators).
 pub fn encode(out: &mut Vec<u64>, kind: EventKind, id: u64, size: u64, priority: u8, at_ms: u64) {
-    out.extend_from_slice(&[
-        id,
-        size,
-        ((at_ms & 0xFFFF_FFFF_FFFF) << 16) | ((kind as u64) << 8) | priority as u64,
-    ]);
+    rmhost_abi::encode_event(
+        out,
+        &rmhost_abi::PackedEvent {
+            id,
+            size,
+            at_ms,
+            kind,
+            priority,
+        },
+    );
 }
 
 /// Feeds `events` to `policy` in order, then asks it for victims when `bytes_to_free` > 0.

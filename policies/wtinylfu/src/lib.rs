@@ -4,9 +4,9 @@
 //! (halved every 10 x expected-entries increments) that decides whether the window's
 //! victim may displace main's.
 //!
-//! The algorithm is the host's own `host/src/policy/tinylfu.rs`, compiled into this crate
-//! (`#[path]`; it uses only `std`), so this component answers victim for victim like the
-//! native `builtin:wtinylfu` (checked in `tests.rs`). See that file for the rules.
+//! The algorithm is `rmhost_abi::tinylfu`, the very code the host runs natively (the ABI
+//! crate uses only `std`), so this component answers victim for victim like the native
+//! `builtin:wtinylfu` (checked in `tests.rs`). See that module for the rules.
 //!
 //! **Limitation of the contract**: ids are reused after removal and no key is sent, so the
 //! sketch is keyed by `(id, insert generation)`, one key per residency: the admission
@@ -18,10 +18,7 @@
 
 use rmhost_policy::{Eviction, setting};
 
-#[path = "../../../host/src/policy/tinylfu.rs"]
-mod tinylfu;
-
-pub use tinylfu::WTinyLfu;
+pub use rmhost_abi::WTinyLfu;
 
 /// The exported policy: [`WTinyLfu`] behind the SDK's event callbacks.
 #[derive(Debug)]
@@ -65,12 +62,6 @@ impl Eviction for Policy {
 }
 
 rmhost_policy::export_eviction!(Policy);
-
-/// The host's native W-TinyLFU and event encoding, compiled from `host/src/policy/` into
-/// the tests (under the path they expect, `crate::policy`).
-#[cfg(test)]
-#[path = "native_twin.rs"]
-mod policy;
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 //! W-TinyLFU: frequent entries survive scans, victims free enough bytes.
 
 use crate::Policy;
-use crate::policy::{EvictionPolicy, NativeWTinyLfu};
+use rmhost_abi::{EvictionPolicy, NativeWTinyLfu};
 use rmhost_policy::Eviction;
 use rmhost_policy::events::{EventKind, encode, observe};
 

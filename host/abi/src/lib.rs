@@ -1,0 +1,61 @@
+//! The rmhost policy ABI, shared by the host, the guest SDK and the guest policies.
+//!
+//! It has no dependencies (only `std`), so a guest compiled for `wasm32-unknown-unknown`
+//! uses the very code the host runs natively: a Wasm policy built on these algorithms
+//! answers victim for victim like the host's native twin, and the two are checked against
+//! each other in CI.
+//!
+//! # Map
+//! | module | owns |
+//! |---|---|
+//! | [`events`] | the packed eviction-event encoding of `wit/policy.wit` (three u64 per event) and the event kinds |
+//! | [`lru`] | least-recently-used over dense ids: the host's default and fallback |
+//! | [`fifo`] | first-in first-out |
+//! | [`sieve`] | SIEVE (a visited bit and a moving hand) |
+//! | [`s3fifo`] | S3-FIFO (small FIFO, main FIFO with a frequency counter, ghost) |
+//! | [`tinylfu`] | the count-min frequency sketch and the W-TinyLFU algorithm |
+//! | [`wtinylfu`] | W-TinyLFU behind [`EvictionPolicy`] |
+//!
+//! [`EvictionPolicy`] is the host's eviction seam; it lives here (not in `rmhost-core`) so
+//! that guests and their native tests implement the same trait the host calls.
+
+#![deny(missing_docs)]
+#![warn(clippy::unwrap_used)]
+
+pub mod events;
+pub mod fifo;
+pub mod lru;
+pub mod s3fifo;
+pub mod sieve;
+pub mod tinylfu;
+pub mod wtinylfu;
+
+pub use events::{EventKind, PackedEvent, decode_event, encode_event};
+pub use fifo::NativeFifo;
+pub use lru::NativeLru;
+pub use s3fifo::NativeS3Fifo;
+pub use sieve::NativeSieve;
+pub use tinylfu::{FrequencySketch, WTinyLfu};
+pub use wtinylfu::NativeWTinyLfu;
+
+/// Decides which cache entries to evict. One instance per cache: eviction state is per cache.
+///
+/// The protocol is the WIT `eviction` interface: events packed three u64 each (see
+/// [`encode_event`]), dense ids reused after removal, one `observe` per batch.
+pub trait EvictionPolicy: Send {
+    /// A short name for logs and stats (`builtin:lru`, `lru.wasm`).
+    fn name(&self) -> &str;
+    /// Sizing hint, called once before the first `observe`.
+    fn configure(&mut self, capacity_bytes: u64, expected_entries: u32);
+    /// Applies `events` in order, then, when `bytes_to_free > 0`, answers up to `max_count`
+    /// victim ids, best first. The caller validates the answer (unknown ids are ignored, a
+    /// shortfall is filled by the native LRU).
+    fn observe(&mut self, events: &[u64], bytes_to_free: u64, max_count: u32) -> Vec<u64>;
+    /// True when the policy lost its state (a Wasm instance rebuilt after a fault, or a new
+    /// version swapped in) and wants the cache's live entries replayed, oldest access
+    /// first, as insert events before its next answer counts. The cache checks this after
+    /// every `observe`.
+    fn needs_replay(&self) -> bool {
+        false
+    }
+}

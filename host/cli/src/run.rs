@@ -1,0 +1,97 @@
+//! `rmhost run`: load the config, build the host, serve until SIGTERM/SIGINT.
+
+use super::{ConfigArgs, EXIT_USAGE};
+use clap::Args;
+use rmhost_core::config::Override;
+use rmhost_server::daemon::{self, Host};
+use std::path::PathBuf;
+
+/// Flags of `rmhost run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Where the config comes from.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Listen address (overrides `listen`).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Bind this policy as the default for every kind it exports (repeatable).
+    #[arg(long = "policy", value_name = "FILE")]
+    pub policies: Vec<PathBuf>,
+    /// Load and watch every *.wasm in this directory (overrides `policies.dir`).
+    #[arg(long)]
+    pub policies_dir: Option<PathBuf>,
+}
+
+/// Runs the daemon; returns the exit code.
+pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let mut overrides = Vec::new();
+    if let Some(l) = &args.listen {
+        overrides.push(Override::new("listen", l, "--listen"));
+    }
+    if let Some(d) = &args.policies_dir {
+        overrides.push(Override::new(
+            "policies.dir",
+            d.display().to_string(),
+            "--policies-dir",
+        ));
+    }
+    let loaded = match super::config_cmd::load(&args.config, overrides) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rmhost: config error: {e}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let config = loaded.config;
+    let addr = config.listen;
+    if let Err(e) = daemon::check_listen(&config, addr) {
+        eprintln!("rmhost: {e}");
+        return Ok(EXIT_USAGE);
+    }
+    let host = match Host::new(config) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("rmhost: {e}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    if let Err(e) = host
+        .load_policy_files(&args.policies)
+        .and_then(|()| host.apply_config_bindings())
+    {
+        eprintln!("rmhost: {e}");
+        return Ok(EXIT_USAGE);
+    }
+    let dir = PathBuf::from(&host.config.policies.dir);
+    if !dir.is_dir() && args.policies_dir.is_some() {
+        eprintln!("rmhost: --policies-dir {}: not a directory", dir.display());
+        return Ok(EXIT_USAGE);
+    }
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rmhost: cannot listen on {addr}: {e}");
+            return Ok(1);
+        }
+    };
+    // The directory is loaded in the background so the API answers at once (compiling a
+    // Python policy the first time takes seconds); each load is a PolicyLoaded event.
+    let watcher = if dir.is_dir() {
+        let h = host.clone();
+        Some(tokio::task::spawn_blocking(move || h.watch_policies(&dir)))
+    } else {
+        tracing::info!(dir = %dir.display(), "no policies directory; not watching");
+        None
+    };
+    daemon::serve(host, listener, daemon::shutdown_signal()).await?;
+    if let Some(w) = watcher {
+        // Dropping the handle stops the watcher.
+        match w.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "policy directory watch failed"),
+            Err(e) => tracing::warn!(error = %e, "policy directory watch task failed"),
+            Ok(Ok(_handle)) => {}
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,28 @@
+//! rmhost-core: the library behind rmhost, with no CLI, TUI, HTTP or Wasm dependencies.
+//!
+//! # Map of the modules
+//! Data flows one way: telemetry -> state -> decisions -> actions -> events.
+//!
+//! | module | owns | must not |
+//! |---|---|---|
+//! | [`config`] | `rmhost.toml`, env and CLI layering, validation, `config print` | touch any manager |
+//! | [`telemetry`] | CPU, memory, PSI, cgroup, fds, connection and request counters | decide anything |
+//! | [`policy`] | the decision traits, domain types mirroring `wit/`, native defaults (eviction algorithms from `rmhost-abi`) | import wasmtime |
+//! | [`resources`] | the allocation ledger, quotas, preemption, leases, orphans, rate limits | know about HTTP or Wasm |
+//! | [`memory`] | caches and their eviction protocol, pressure levels and responses, leaks, gc, snapshots, `sim` | import wasmtime |
+//! | [`pools`] | PostgreSQL and Redis pools (cargo features `postgres`, `redis`): recycling, retry, breaker, health, ranked wait queue, metrics | decide waiter order itself |
+//! | [`events`] | the broadcast bus and the recent-events ring (audit log via tracing) | block a publisher |
+//! | [`health`] | the health report shape and its status rules | gather data itself |
+//!
+//! The Wasm policy runtime (`rmhost-runtime`) implements this crate's policy traits; the
+//! daemon (`rmhost-server`) composes the managers and serves the HTTP API; the `rmhost`
+//! binary adds the CLI.
+
+pub mod config;
+pub mod events;
+pub mod health;
+pub mod memory;
+pub mod policy;
+pub mod pools;
+pub mod resources;
+pub mod telemetry;

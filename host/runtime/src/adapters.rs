@@ -1,0 +1,339 @@
+//! The host traits implemented over the registry, so managers never see Wasm.
+//!
+//! Quota, priority and pressure resolvers look the binding up at every call (tenant ->
+//! default -> native) and use the bound version's shared instance. A fault makes that call
+//! return the native default's decision.
+//!
+//! Eviction is per cache: [`WasmEviction`] owns its own instance. How it learns of a new
+//! version: it holds the policy's slot (which outlives reloads) and, at every `observe`,
+//! compares the slot's generation (and, for a tenant-bound cache, the runtime's binding
+//! generation) with the ones its instance was made from; two relaxed atomic loads. When
+//! they differ it instantiates the new version (or the native LRU, when the policy was
+//! unloaded or quarantined), drops the batch, answers no victims and sets `needs_replay`,
+//! so the cache replays its live entries (oldest access first) into the new instance and
+//! fills the shortfall itself. A fault takes the same path with a rebuilt instance.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use super::registry::{PolicyRuntime, PolicySlot, Shared};
+use super::version::{EvictionInst, Fault, PolicyVersion};
+use rmhost_core::policy::{
+    CacheStat, EvictionPolicy, Holder, NativeLru, NativePressure, NativePriority, NativeQuota,
+    PolicyKind, PoolStat, PressureAction, PressureLevel, PressurePolicy, PriorityPolicy,
+    QuotaDecision, QuotaPolicy, QuotaRequest, SystemUsage, TenantState, Waiter,
+};
+
+impl PolicyRuntime {
+    /// A quota policy that resolves `req.tenant`'s binding at every call.
+    pub fn quota_policy(&self) -> Arc<dyn QuotaPolicy> {
+        Arc::new(Resolver(self.shared.clone()))
+    }
+
+    /// A priority policy that resolves `waiter.tenant`'s binding at every call.
+    pub fn priority_policy(&self) -> Arc<dyn PriorityPolicy> {
+        Arc::new(Resolver(self.shared.clone()))
+    }
+
+    /// A pressure policy that uses the default binding.
+    pub fn pressure_policy(&self) -> Arc<dyn PressurePolicy> {
+        Arc::new(Resolver(self.shared.clone()))
+    }
+
+    /// A new eviction instance for one cache: the policy the cache names, else `tenant`'s
+    /// eviction binding (re-resolved when bindings change), else the native LRU.
+    pub fn eviction_policy(&self, tenant: &str, policy: Option<&str>) -> Box<dyn EvictionPolicy> {
+        let target = match policy {
+            Some(p) => Target::Named(self.shared.slot(p)),
+            None => Target::Tenant(tenant.to_string()),
+        };
+        let mut ev = WasmEviction {
+            shared: self.shared.clone(),
+            target,
+            bind_gen: u64::MAX,
+            slot: None,
+            active: Active::Native(NativeLru::new()),
+            configured: None,
+            fed: false,
+            needs_replay: false,
+            name: "builtin:lru".into(),
+        };
+        // Pick the serving policy now, so `name()` is right before the first batch (the
+        // instance itself is made at the first `observe`).
+        ev.follow();
+        Box::new(ev)
+    }
+}
+
+#[derive(Debug)]
+struct Resolver(Arc<Shared>);
+
+impl Resolver {
+    /// Runs `call` on the bound version; `None` (use the native default) when nothing is
+    /// bound or the call faulted.
+    fn run<R>(
+        &self,
+        tenant: Option<&str>,
+        kind: PolicyKind,
+        call: impl FnOnce(&PolicyVersion) -> Result<(R, usize), Fault>,
+    ) -> Option<R> {
+        let (slot, v) = self.0.resolve(tenant, kind)?;
+        let t = Instant::now();
+        let res = call(&v);
+        let mem = res.as_ref().ok().map(|(_, m)| *m);
+        slot.stats.record(t.elapsed(), mem);
+        match res {
+            Ok((r, _)) => Some(r),
+            Err(f) => {
+                self.0.fault(&slot, kind, f);
+                None
+            }
+        }
+    }
+}
+
+impl QuotaPolicy for Resolver {
+    fn name(&self) -> &str {
+        "runtime:quota"
+    }
+
+    fn decide(
+        &self,
+        req: &QuotaRequest,
+        tenant: &TenantState,
+        system: &SystemUsage,
+        preemptible: &[Holder],
+    ) -> QuotaDecision {
+        self.run(Some(&req.tenant), PolicyKind::Quota, |v| {
+            v.decide(req, tenant, system, preemptible)
+        })
+        .unwrap_or_else(|| NativeQuota.decide(req, tenant, system, preemptible))
+    }
+
+    fn name_for(&self, tenant: &str) -> String {
+        match self.0.resolve(Some(tenant), PolicyKind::Quota) {
+            Some((slot, _)) => slot.name.to_string(),
+            None => NativeQuota.name().to_string(),
+        }
+    }
+}
+
+impl PriorityPolicy for Resolver {
+    fn name(&self) -> &str {
+        "runtime:priority"
+    }
+
+    fn rank(&self, w: &Waiter) -> i64 {
+        self.run(Some(&w.tenant), PolicyKind::Priority, |v| v.rank(w))
+            .unwrap_or_else(|| NativePriority::default().rank(w))
+    }
+}
+
+impl PressurePolicy for Resolver {
+    fn name(&self) -> &str {
+        "runtime:pressure"
+    }
+
+    fn respond(
+        &self,
+        level: PressureLevel,
+        system: &SystemUsage,
+        caches: &[CacheStat],
+        pools: &[PoolStat],
+    ) -> Vec<PressureAction> {
+        self.run(None, PolicyKind::Pressure, |v| {
+            v.respond(level, system, caches, pools)
+        })
+        .unwrap_or_else(|| NativePressure.respond(level, system, caches, pools))
+    }
+}
+
+#[derive(Debug)]
+enum Target {
+    /// The cache names its policy.
+    Named(Arc<PolicySlot>),
+    /// The tenant's eviction binding (or the default one).
+    Tenant(String),
+}
+
+enum Active {
+    /// The native LRU (nothing bound, or the bound policy is unloaded or quarantined).
+    Native(NativeLru),
+    /// A Wasm instance of `version` (slot generation `generation`); `None` after a fault
+    /// until the next call rebuilds it.
+    Wasm {
+        version: Arc<PolicyVersion>,
+        generation: u64,
+        inst: Option<EvictionInst>,
+    },
+}
+
+/// One cache's eviction policy: a Wasm instance when one is bound and healthy, else the
+/// native LRU. See the module docs for how it follows reloads.
+pub(crate) struct WasmEviction {
+    shared: Arc<Shared>,
+    target: Target,
+    bind_gen: u64,
+    slot: Option<Arc<PolicySlot>>,
+    active: Active,
+    configured: Option<(u64, u32)>,
+    /// Whether any event reached the active policy (a switch before that needs no replay).
+    fed: bool,
+    needs_replay: bool,
+    name: String,
+}
+
+impl std::fmt::Debug for WasmEviction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmEviction")
+            .field("name", &self.name)
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmEviction {
+    /// The slot this cache should follow now.
+    fn current_slot(&mut self) -> Option<Arc<PolicySlot>> {
+        match &self.target {
+            Target::Named(s) => Some(s.clone()),
+            Target::Tenant(t) => {
+                let g = self.shared.bind_gen.load(Relaxed);
+                if g != self.bind_gen {
+                    self.bind_gen = g;
+                    self.slot = self.shared.bound_slot(Some(t), PolicyKind::Eviction);
+                }
+                self.slot.clone()
+            }
+        }
+    }
+
+    /// Switches to what should serve now; true when it switched after events were fed.
+    fn follow(&mut self) -> bool {
+        let slot = self.current_slot();
+        let want = slot
+            .as_ref()
+            .and_then(|s| s.serving())
+            .filter(|(_, v)| v.has(PolicyKind::Eviction));
+        let same = match (&self.active, &want) {
+            (
+                Active::Wasm {
+                    generation,
+                    version,
+                    ..
+                },
+                Some((g, v)),
+            ) => *generation == *g && Arc::ptr_eq(version, v),
+            // A native LRU keeps its state whatever the reason it serves.
+            (Active::Native(_), None) => true,
+            _ => false,
+        };
+        if same {
+            return false;
+        }
+        self.active = match want {
+            Some((generation, version)) => {
+                self.name = version.name().to_string();
+                Active::Wasm {
+                    version,
+                    generation,
+                    inst: None,
+                }
+            }
+            None => {
+                self.name = "builtin:lru".into();
+                let mut lru = NativeLru::new();
+                if let Some((cap, n)) = self.configured {
+                    lru.configure(cap, n);
+                }
+                Active::Native(lru)
+            }
+        };
+        std::mem::replace(&mut self.fed, false)
+    }
+
+    fn fault(&mut self, f: Fault) {
+        if let Some(slot) = self.slot_for_stats() {
+            self.shared.fault(&slot, PolicyKind::Eviction, f);
+        }
+        if let Active::Wasm { inst, .. } = &mut self.active {
+            *inst = None;
+        }
+        self.fed = false;
+        self.needs_replay = true;
+    }
+
+    fn slot_for_stats(&self) -> Option<Arc<PolicySlot>> {
+        match &self.target {
+            Target::Named(s) => Some(s.clone()),
+            Target::Tenant(_) => self.slot.clone(),
+        }
+    }
+}
+
+impl EvictionPolicy for WasmEviction {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn configure(&mut self, capacity_bytes: u64, expected_entries: u32) {
+        self.configured = Some((capacity_bytes, expected_entries));
+        // A Wasm instance is configured when it is (re)built, at its first observe.
+        if let Active::Native(lru) = &mut self.active {
+            lru.configure(capacity_bytes, expected_entries);
+        }
+    }
+
+    fn observe(&mut self, events: &[u64], bytes_to_free: u64, max_count: u32) -> Vec<u64> {
+        // The batch being delivered now is the replay the last call asked for, if any.
+        self.needs_replay = false;
+        if self.follow() {
+            self.needs_replay = true;
+            return Vec::new();
+        }
+        let (version, inst) = match &mut self.active {
+            Active::Native(lru) => {
+                self.fed = true;
+                return lru.observe(events, bytes_to_free, max_count);
+            }
+            Active::Wasm { version, inst, .. } => (version.clone(), inst),
+        };
+        let t = Instant::now();
+        if inst.is_none() {
+            let built = version.new_eviction().and_then(|mut i| {
+                if let Some((cap, n)) = self.configured {
+                    version.configure(&mut i, cap, n)?;
+                }
+                Ok(i)
+            });
+            match built {
+                Ok(i) => *inst = Some(i),
+                Err(f) => {
+                    self.fault(f);
+                    return Vec::new();
+                }
+            }
+        }
+        let i = inst.as_mut().expect("instance built above");
+        let res = version.observe(i, events, bytes_to_free, max_count);
+        let mem = i.memory_bytes();
+        if let Some(slot) = self.slot_for_stats() {
+            slot.stats.record(t.elapsed(), Some(mem));
+        }
+        match res {
+            Ok(ids) => {
+                self.fed = true;
+                ids
+            }
+            Err(f) => {
+                self.fault(f);
+                Vec::new()
+            }
+        }
+    }
+
+    fn needs_replay(&self) -> bool {
+        self.needs_replay
+    }
+}

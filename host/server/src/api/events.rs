@@ -1,0 +1,93 @@
+//! `GET /v1/events`: server-sent events. Each SSE message has the event's sequence number
+//! as its id and type as its name; a client reconnecting with `Last-Event-ID` (or
+//! `?since=SEQ`) first gets what it missed from the recent-events ring. A tenant token
+//! only sees events about its own tenant.
+
+use super::{ApiError, AppState, Caller};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures::stream::{self, Stream, StreamExt};
+use rmhost_core::events::{Envelope, Event};
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    since: Option<u64>,
+}
+
+fn tenant_of(e: &Event) -> Option<&str> {
+    match e {
+        Event::ResourceAllocated { tenant, .. }
+        | Event::ResourceReleased { tenant, .. }
+        | Event::AllocationDenied { tenant, .. }
+        | Event::OrphanReclaimed { tenant, .. }
+        | Event::QuotaChanged { tenant, .. }
+        | Event::RateLimited { tenant, .. } => Some(tenant),
+        Event::ResourceAlerts { tenant, .. } | Event::PolicyBound { tenant, .. } => {
+            tenant.as_deref()
+        }
+        _ => None,
+    }
+}
+
+fn to_sse(e: &Envelope) -> SseEvent {
+    SseEvent::default()
+        .id(e.seq.to_string())
+        .event(e.event.name())
+        .json_data(e)
+        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
+}
+
+/// The stream.
+pub async fn stream(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let Query(q) = q?;
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let since = q.since.or(last_id);
+    // Subscribe before reading the ring, so nothing falls between the two.
+    let rx = s.host.events.subscribe();
+    let backlog: Vec<Arc<Envelope>> = since.map(|n| s.host.events.recent(n)).unwrap_or_default();
+    let after = backlog.last().map(|e| e.seq).unwrap_or(0);
+    let allowed = move |e: &Envelope| match caller.tenant() {
+        None => true,
+        Some(own) => tenant_of(&e.event) == Some(own),
+    };
+    let allowed2 = allowed.clone();
+    let backlog = stream::iter(
+        backlog
+            .into_iter()
+            .filter(move |e| allowed(e))
+            .map(|e| Ok(to_sse(&e))),
+    );
+    let live = BroadcastStream::new(rx).filter_map(move |r| {
+        let out = match r {
+            Ok(e) if e.seq > after && allowed2(&e) => Some(Ok(to_sse(&e))),
+            Ok(_) => None,
+            Err(BroadcastStreamRecvError::Lagged(n)) => Some(Ok(SseEvent::default()
+                .event("Lagged")
+                .data(format!("{{\"missed\":{n}}}")))),
+        };
+        futures::future::ready(out)
+    });
+    let mut stopping = s.stopping.clone();
+    let stop = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    let body = backlog.chain(live).take_until(Box::pin(stop));
+    Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

@@ -1,0 +1,319 @@
+//! Cache, memory, gc, snapshot and leak routes.
+
+use super::{ApiError, AppState, Caller};
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rmhost_core::memory::{CacheError, CacheInfo, purge};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+type JsonBody<T> = Result<Json<T>, JsonRejection>;
+
+impl From<CacheError> for ApiError {
+    fn from(e: CacheError) -> Self {
+        let msg = e.to_string();
+        match e {
+            CacheError::NotFound(_) => ApiError::not_found(msg),
+            CacheError::AlreadyExists(_) => ApiError::conflict("conflict", msg),
+            CacheError::Invalid { .. } | CacheError::NotAccounting(_) => ApiError::invalid(msg),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Checks that the cache exists and the caller may use it; another tenant's cache answers
+/// as a missing one.
+fn owned(s: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    match s.host.caches.tenant_of(name) {
+        Ok(tenant) if caller.may_access(&tenant) => Ok(()),
+        _ => Err(ApiError::not_found(format!("no cache named {name:?}"))),
+    }
+}
+
+/// Body of `PUT /v1/caches/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheBody {
+    capacity_bytes: u64,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    policy: Option<String>,
+}
+
+/// `PUT /v1/caches/{name}`: creates the cache (201), or on an existing one swaps its
+/// policy (200, warm handoff). Changing the capacity of a live cache is refused (409).
+pub async fn put_cache(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+    body: JsonBody<CacheBody>,
+) -> Result<Response, ApiError> {
+    let Path(name) = p?;
+    let Json(b) = body?;
+    let tenant = b
+        .tenant
+        .clone()
+        .or_else(|| caller.tenant().map(str::to_string))
+        .unwrap_or_else(|| "default".to_string());
+    caller.check(&tenant)?;
+    let host = s.host.clone();
+    let policy = {
+        let h = host.clone();
+        let (t, p) = (tenant.clone(), b.policy.clone());
+        blocking(move || h.eviction_policy(&t, p.as_deref()))
+            .await?
+            .map_err(|e| ApiError::invalid(format!("policy: {e}")))?
+    };
+    if owned(&s, &caller, &name).is_ok() {
+        let existing = cache_info(&s, &name)?;
+        if existing.stats.capacity_bytes != b.capacity_bytes {
+            return Err(ApiError::conflict(
+                "conflict",
+                format!(
+                    "cache {name:?} exists with capacity {} bytes; DELETE it to change the capacity",
+                    existing.stats.capacity_bytes
+                ),
+            ));
+        }
+        let n = name.clone();
+        blocking(move || host.caches.set_policy(&n, policy)).await??;
+        return Ok(Json(cache_info(&s, &name)?).into_response());
+    }
+    let n = name.clone();
+    blocking(move || {
+        host.caches
+            .register_cache(&n, &tenant, b.capacity_bytes, policy)
+    })
+    .await??;
+    Ok((StatusCode::CREATED, Json(cache_info(&s, &name)?)).into_response())
+}
+
+fn cache_info(s: &AppState, name: &str) -> Result<CacheInfo, ApiError> {
+    Ok(s.host.caches.info(name)?)
+}
+
+/// `GET /v1/caches`: every cache the caller may see, with stats.
+pub async fn list_caches(State(s): State<AppState>, caller: Caller) -> Json<Vec<CacheInfo>> {
+    let mut v = s.host.caches.list();
+    v.retain(|c| caller.may_access(&c.tenant));
+    Json(v)
+}
+
+/// `GET /v1/caches/{name}`.
+pub async fn get_cache(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<CacheInfo>, ApiError> {
+    let Path(name) = p?;
+    owned(&s, &caller, &name)?;
+    cache_info(&s, &name).map(Json)
+}
+
+/// `DELETE /v1/caches/{name}`.
+pub async fn delete_cache(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(name) = p?;
+    owned(&s, &caller, &name)?;
+    s.host.caches.unregister(&name)?;
+    Ok(Json(json!({"deleted": name})))
+}
+
+/// Body of `PUT /v1/caches/{name}/entries/{key}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryBody {
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    priority: Option<u8>,
+    #[serde(default)]
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    value: Option<Value>,
+}
+
+/// `PUT /v1/caches/{name}/entries/{key}`: stores (or accounts) an entry. The size defaults
+/// to the value's JSON length; without a value, `size` is required. Answers whether the
+/// entry is held (`false`: larger than the cache, or not admitted by the policy).
+pub async fn put_entry(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<(String, String)>, PathRejection>,
+    body: JsonBody<EntryBody>,
+) -> Result<Json<Value>, ApiError> {
+    let Path((name, key)) = p?;
+    let Json(b) = body?;
+    owned(&s, &caller, &name)?;
+    let value: Option<Arc<str>> = b.value.as_ref().map(|v| Arc::from(v.to_string()));
+    let size = match (b.size, &value) {
+        (Some(0), _) => return Err(ApiError::invalid("size: must be at least 1 byte")),
+        (Some(n), _) => n,
+        (None, Some(v)) => v.len() as u64,
+        (None, None) => return Err(ApiError::invalid("size: required when no value is given")),
+    };
+    if b.ttl_ms == Some(0) {
+        return Err(ApiError::invalid("ttl_ms: must be at least 1"));
+    }
+    let ttl = b.ttl_ms.map(Duration::from_millis);
+    let host = s.host.clone();
+    let (n, k) = (name.clone(), key.clone());
+    let held = blocking(move || {
+        host.caches
+            .put_cache_entry(&n, k, value, size, b.priority.unwrap_or(0), ttl)
+    })
+    .await??;
+    Ok(Json(
+        json!({"cache": name, "key": key, "size": size, "held": held}),
+    ))
+}
+
+/// `GET /v1/caches/{name}/entries/{key}`: 200 with the value (null when stored without
+/// one), 404 on a miss. Counts a hit or a miss.
+pub async fn get_entry(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path((name, key)) = p?;
+    owned(&s, &caller, &name)?;
+    let host = s.host.clone();
+    let (n, k) = (name.clone(), key.clone());
+    match blocking(move || host.caches.read_cache_entry(&n, &k)).await?? {
+        Some(v) => {
+            let value = v
+                .map(|text| {
+                    serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text.to_string()))
+                })
+                .unwrap_or(Value::Null);
+            Ok(Json(json!({"cache": name, "key": key, "value": value})))
+        }
+        None => Err(ApiError::not_found(format!(
+            "no entry {key:?} in cache {name:?}"
+        ))),
+    }
+}
+
+/// `DELETE /v1/caches/{name}/entries/{key}`.
+pub async fn delete_entry(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path((name, key)) = p?;
+    owned(&s, &caller, &name)?;
+    let host = s.host.clone();
+    let (n, k) = (name.clone(), key.clone());
+    if blocking(move || host.caches.remove_cache_entry(&n, &k)).await?? {
+        Ok(Json(json!({"cache": name, "key": key, "removed": true})))
+    } else {
+        Err(ApiError::not_found(format!(
+            "no entry {key:?} in cache {name:?}"
+        )))
+    }
+}
+
+/// Body of `POST /v1/caches/{name}/trim`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrimBody {
+    bytes: u64,
+}
+
+/// `POST /v1/caches/{name}/trim`: frees at least `bytes` through the cache's policy.
+pub async fn trim(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+    body: JsonBody<TrimBody>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(name) = p?;
+    let Json(b) = body?;
+    owned(&s, &caller, &name)?;
+    let host = s.host.clone();
+    let n = name.clone();
+    let freed = blocking(move || host.caches.trim(&n, b.bytes)).await??;
+    Ok(Json(json!({"cache": name, "freed_bytes": freed})))
+}
+
+/// `GET /v1/memory`: `check_memory_usage()` — the pressure level and the figures behind it.
+pub async fn memory(State(s): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+    let host = s.host.clone();
+    let status = blocking(move || host.memory.check_memory_usage()).await?;
+    serde_json::to_value(status)
+        .map(Json)
+        .map_err(ApiError::internal)
+}
+
+/// `POST /v1/gc` (admin): trims every cache to its low watermark and hands free allocator
+/// memory back to the OS; answers RSS before and after.
+pub async fn gc(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let host = s.host.clone();
+    let report = blocking(move || purge::gc(&host.caches)).await?;
+    serde_json::to_value(report)
+        .map(Json)
+        .map_err(ApiError::internal)
+}
+
+/// `GET /v1/snapshot` (admin): accounted memory per cache, tenant and policy instance.
+pub async fn snapshot(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let host = s.host.clone();
+    let snap = blocking(move || {
+        purge::snapshot(
+            &host.caches,
+            &host.tenant_memory(),
+            host.policy_instance_memory(),
+        )
+    })
+    .await?;
+    serde_json::to_value(snap)
+        .map(Json)
+        .map_err(ApiError::internal)
+}
+
+/// Query of `GET /v1/leaks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaksQuery {
+    #[serde(default)]
+    scan: bool,
+}
+
+/// `GET /v1/leaks[?scan=true]` (admin): the leak findings of the last scan, or of a scan
+/// run now.
+pub async fn leaks(
+    State(s): State<AppState>,
+    caller: Caller,
+    q: Result<Query<LeaksQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let Query(q) = q?;
+    let host = s.host.clone();
+    let found = blocking(move || {
+        if q.scan {
+            host.leak_scan_once()
+        } else {
+            host.leaks.leaks()
+        }
+    })
+    .await?;
+    Ok(Json(json!({"leaks": found})))
+}

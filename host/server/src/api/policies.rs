@@ -1,0 +1,148 @@
+//! Policy routes: list loaded policies with their stats and bindings, bind and unbind per
+//! tenant (or the default), reload the watched directory.
+
+use super::{ApiError, AppState, Caller};
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use rmhost_core::policy::PolicyKind;
+use rmhost_runtime::RuntimeError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+type JsonBody<T> = Result<Json<T>, JsonRejection>;
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        let msg = e.to_string();
+        match e {
+            RuntimeError::NotLoaded(_) => ApiError::not_found(msg),
+            RuntimeError::WrongKind { .. }
+            | RuntimeError::BadName(_)
+            | RuntimeError::Invalid { .. } => ApiError::invalid(msg),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+fn kind(raw: &str) -> Result<PolicyKind, ApiError> {
+    raw.parse()
+        .map_err(|e: String| ApiError::invalid(format!("kind: {e}")))
+}
+
+/// `GET /v1/policies`: loaded policies (kinds, hash, calls, faults, mean and p99 call time,
+/// instance memory) and every binding. A tenant token sees the default bindings and its
+/// own.
+pub async fn list(State(s): State<AppState>, caller: Caller) -> Json<Value> {
+    let rt = &s.host.runtime;
+    let mut bindings = rt.bindings();
+    bindings.retain(|b| b.tenant.as_deref().is_none_or(|t| caller.may_access(t)));
+    let mut policies = rt.list();
+    for p in &mut policies {
+        p.bindings
+            .retain(|b| b.tenant.as_deref().is_none_or(|t| caller.may_access(t)));
+    }
+    Json(json!({"policies": policies, "bindings": bindings, "pooling_allocator": rt.pooling()}))
+}
+
+/// `GET /v1/policies/{name}`.
+pub async fn get_one(
+    State(s): State<AppState>,
+    _caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(name) = p?;
+    let info = s
+        .host
+        .runtime
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no policy named {name:?} is loaded")))?;
+    serde_json::to_value(info)
+        .map(Json)
+        .map_err(ApiError::internal)
+}
+
+/// Body of the bind routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindBody {
+    policy: String,
+}
+
+/// `PUT /v1/tenants/{t}/policies/{kind}` `{"policy": NAME}` (admin): binds a policy for one
+/// tenant while every other tenant keeps its own.
+pub async fn bind_tenant(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<(String, String)>, PathRejection>,
+    body: JsonBody<BindBody>,
+) -> Result<Json<Value>, ApiError> {
+    let Path((tenant, k)) = p?;
+    caller.admin()?;
+    let k = kind(&k)?;
+    let Json(b) = body?;
+    s.host.runtime.bind(Some(&tenant), k, Some(&b.policy))?;
+    Ok(Json(
+        json!({"tenant": tenant, "kind": k, "policy": b.policy}),
+    ))
+}
+
+/// `DELETE /v1/tenants/{t}/policies/{kind}` (admin): back to the default binding.
+pub async fn unbind_tenant(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path((tenant, k)) = p?;
+    caller.admin()?;
+    let k = kind(&k)?;
+    s.host.runtime.bind(Some(&tenant), k, None)?;
+    Ok(Json(json!({"tenant": tenant, "kind": k, "policy": null})))
+}
+
+/// `PUT /v1/policies/default/{kind}` `{"policy": NAME}` (admin): the default binding.
+pub async fn bind_default(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+    body: JsonBody<BindBody>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(k) = p?;
+    caller.admin()?;
+    let k = kind(&k)?;
+    let Json(b) = body?;
+    s.host.runtime.bind(None, k, Some(&b.policy))?;
+    Ok(Json(json!({"tenant": null, "kind": k, "policy": b.policy})))
+}
+
+/// `DELETE /v1/policies/default/{kind}` (admin): the native default again.
+pub async fn unbind_default(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(k) = p?;
+    caller.admin()?;
+    let k = kind(&k)?;
+    s.host.runtime.bind(None, k, None)?;
+    Ok(Json(json!({"tenant": null, "kind": k, "policy": null})))
+}
+
+/// `POST /v1/policies/reload` (admin): re-reads the watched directory now.
+pub async fn reload(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.admin()?;
+    let host = s.host.clone();
+    let dir = std::path::PathBuf::from(&host.config.policies.dir);
+    let outcomes = tokio::task::spawn_blocking(move || {
+        host.runtime
+            .reload_dir()
+            .or_else(|_| host.runtime.load_dir(&dir))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let list: Vec<Value> = outcomes
+        .into_iter()
+        .map(|o| json!({"name": o.name, "action": o.action, "error": o.error}))
+        .collect();
+    Ok(Json(json!({"outcomes": list})))
+}

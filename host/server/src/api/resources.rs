@@ -1,0 +1,290 @@
+//! Allocation, quota, usage and rate-limit routes.
+
+use super::{ApiError, AppState, Caller};
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rmhost_core::policy::ResourceKind;
+use rmhost_core::resources::{Allocation, AllocationFilter, AllocationRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+type JsonBody<T> = Result<Json<T>, JsonRejection>;
+
+/// Runs a manager call that may reach a Wasm policy on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// `POST /v1/allocations` -> 201 with the allocation.
+pub async fn allocate(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: JsonBody<AllocationRequest>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body?;
+    caller.check(&req.tenant)?;
+    let m = s.host.resources.clone();
+    let a = blocking(move || m.allocate(req)).await??;
+    Ok((StatusCode::CREATED, Json(a)).into_response())
+}
+
+fn parse_id(p: Result<Path<String>, PathRejection>) -> Result<u64, ApiError> {
+    let Path(raw) = p?;
+    raw.parse::<u64>().map_err(|_| {
+        ApiError::invalid(format!(
+            "id: {raw:?} is not an allocation id (a positive integer)"
+        ))
+    })
+}
+
+fn visible(caller: &Caller, a: &Allocation) -> Result<(), ApiError> {
+    // A tenant token gets the same answer for another tenant's id as for a missing one,
+    // so ids do not leak which allocations exist.
+    if caller.may_access(&a.tenant) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!(
+            "no live allocation with id {}",
+            a.id
+        )))
+    }
+}
+
+/// `GET /v1/allocations/{id}`.
+pub async fn get_one(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<Allocation>, ApiError> {
+    let id = parse_id(p)?;
+    let a = s
+        .host
+        .resources
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("no live allocation with id {id}")))?;
+    visible(&caller, &a)?;
+    Ok(Json(a))
+}
+
+/// `DELETE /v1/allocations/{id}`; a second release is 404.
+pub async fn release(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<Allocation>, ApiError> {
+    let id = parse_id(p)?;
+    if let Some(a) = s.host.resources.get(id) {
+        visible(&caller, &a)?;
+    }
+    Ok(Json(s.host.resources.release(id)?))
+}
+
+/// `POST /v1/allocations/{id}/renew`.
+pub async fn renew(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<Allocation>, ApiError> {
+    let id = parse_id(p)?;
+    if let Some(a) = s.host.resources.get(id) {
+        visible(&caller, &a)?;
+    }
+    Ok(Json(s.host.resources.renew(id)?))
+}
+
+/// Query of `GET /v1/allocations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    tenant: Option<String>,
+    kind: Option<ResourceKind>,
+    owner: Option<String>,
+}
+
+/// `GET /v1/allocations?tenant=T&kind=K&owner=O`. A tenant token lists its own only.
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<Allocation>>, ApiError> {
+    let Query(q) = q?;
+    let tenant = match (caller.tenant(), q.tenant) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(ApiError::forbidden(format!(
+                "this token may not access tenant {asked:?}"
+            )));
+        }
+        (Some(own), _) => Some(own.to_string()),
+        (None, asked) => asked,
+    };
+    Ok(Json(s.host.resources.allocations(&AllocationFilter {
+        tenant,
+        kind: q.kind,
+        owner: q.owner,
+    })))
+}
+
+/// Body of `PUT /v1/tenants/{t}/quotas`: a limit per kind; `null` removes one, an absent
+/// key leaves it as it is.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaBody {
+    #[serde(default, with = "double_option")]
+    memory: Option<Option<u64>>,
+    #[serde(default, with = "double_option")]
+    cpu: Option<Option<u64>>,
+    #[serde(default, with = "double_option")]
+    connections: Option<Option<u64>>,
+    #[serde(default, with = "double_option")]
+    requests: Option<Option<u64>>,
+    #[serde(default, with = "double_option")]
+    file_handles: Option<Option<u64>>,
+    #[serde(default, with = "double_option")]
+    requests_per_minute: Option<Option<u32>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+    pub fn serialize<S: Serializer, T: Serialize>(
+        v: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        v.as_ref().and_then(|o| o.as_ref()).serialize(s)
+    }
+}
+
+/// `PUT /v1/tenants/{t}/quotas` (admin only).
+pub async fn put_quotas(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+    body: JsonBody<QuotaBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path(tenant) = p?;
+    caller.admin()?;
+    let Json(b) = body?;
+    if b.requests_per_minute == Some(Some(0)) {
+        return Err(ApiError::invalid("requests_per_minute: must be at least 1"));
+    }
+    let m = &s.host.resources;
+    for (kind, v) in [
+        (ResourceKind::Memory, b.memory),
+        (ResourceKind::Cpu, b.cpu),
+        (ResourceKind::Connections, b.connections),
+        (ResourceKind::Requests, b.requests),
+        (ResourceKind::FileHandles, b.file_handles),
+    ] {
+        if let Some(limit) = v {
+            m.set_quota(&tenant, kind, limit)?;
+        }
+    }
+    if let Some(rpm) = b.requests_per_minute {
+        m.rate_limits().set_override(&tenant, rpm);
+    }
+    quotas_of(&s, &tenant).map(Json)
+}
+
+/// `GET /v1/tenants/{t}/quotas`: limits and current use per kind.
+pub async fn get_quotas(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path(tenant) = p?;
+    caller.check(&tenant)?;
+    quotas_of(&s, &tenant).map(Json)
+}
+
+fn quotas_of(s: &AppState, tenant: &str) -> Result<serde_json::Value, ApiError> {
+    let m = &s.host.resources;
+    let usage = m.tenant_usage(tenant);
+    let mut out = serde_json::Map::new();
+    for k in usage.kinds {
+        out.insert(
+            k.kind.as_str().to_string(),
+            json!({"limit": k.limit, "used": k.used, "allocations": k.allocations, "percentage": k.percentage}),
+        );
+    }
+    Ok(json!({
+        "tenant": tenant,
+        "quotas": out,
+        "requests_per_minute": usage.requests_per_minute_limit,
+    }))
+}
+
+/// Body of `POST /v1/ratelimit/check`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateBody {
+    tenant: String,
+    #[serde(default)]
+    cost: Option<u32>,
+}
+
+/// `POST /v1/ratelimit/check`: 200 `{"allowed": true, ...}`, or 429 `rate_limited` with
+/// `Retry-After` and the same fields.
+pub async fn rate_check(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: JsonBody<RateBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = body?;
+    caller.check(&b.tenant)?;
+    let d = s
+        .host
+        .resources
+        .rate_check(&b.tenant, b.cost.unwrap_or(1))?;
+    let fields = json!({
+        "allowed": d.allowed,
+        "remaining": d.remaining,
+        "retry_after_ms": d.retry_after_ms,
+        "limit_per_minute": d.limit_per_minute,
+    });
+    if d.allowed {
+        Ok(Json(fields))
+    } else {
+        Err(ApiError::rate_limited(
+            format!(
+                "tenant {} is over its limit of {} requests per minute; retry in {} ms",
+                b.tenant, d.limit_per_minute, d.retry_after_ms
+            ),
+            d.retry_after_ms,
+        )
+        .with_extra(fields))
+    }
+}
+
+/// `GET /v1/usage`: telemetry plus the ledger (a tenant token sees its own tenant only).
+pub async fn usage(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let host = s.host.clone();
+    let (usage, mut ledger) =
+        tokio::task::spawn_blocking(move || (host.telemetry.usage(), host.resources.usage()))
+            .await
+            .map_err(ApiError::internal)?;
+    if let Some(own) = caller.tenant() {
+        ledger.tenants.retain(|t| t.tenant == own);
+    }
+    let mut v = serde_json::to_value(usage).map_err(ApiError::internal)?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(
+            "allocations".into(),
+            serde_json::to_value(ledger).map_err(ApiError::internal)?,
+        );
+    }
+    Ok(Json(v))
+}

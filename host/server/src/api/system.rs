@@ -1,0 +1,108 @@
+//! Liveness, readiness, health and profiling routes, and the request counter middleware.
+
+use super::{ApiError, AppState, Caller};
+use axum::Json;
+use axum::extract::{Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+
+/// `GET /health` and `/v1/health`: the health report. Always 200 while the process
+/// answers (liveness); the status inside says healthy, degraded or unhealthy.
+pub async fn health(State(s): State<AppState>) -> Response {
+    let host = s.host.clone();
+    match tokio::task::spawn_blocking(move || host.health()).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// `GET /ready`: 200 while serving, 503 before start and while draining.
+pub async fn ready(State(s): State<AppState>) -> Response {
+    if s.host.is_ready() {
+        Json(json!({"ready": true})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false})),
+        )
+            .into_response()
+    }
+}
+
+/// Query of `GET /v1/profile`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileQuery {
+    /// How long to sample, ms (at most 10 minutes).
+    pub duration_ms: u64,
+    /// Sampling interval, ms (default 1000, at least 50).
+    #[serde(default)]
+    pub interval_ms: Option<u64>,
+}
+
+/// One profile point.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProfilePoint {
+    /// Milliseconds since the profile started.
+    pub t_ms: u64,
+    /// The usage snapshot then.
+    pub usage: rmhost_core::telemetry::Usage,
+}
+
+/// `GET /v1/profile?duration_ms=D&interval_ms=I`: samples usage every I ms for D ms and
+/// answers the time series (what `rmhost profile` records).
+pub async fn profile(
+    State(s): State<AppState>,
+    _caller: Caller,
+    q: Result<Query<ProfileQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q?;
+    if q.duration_ms == 0 || q.duration_ms > 600_000 {
+        return Err(ApiError::invalid(
+            "duration_ms: must be between 1 and 600000",
+        ));
+    }
+    let interval = q.interval_ms.unwrap_or(1000);
+    if interval < 50 {
+        return Err(ApiError::invalid("interval_ms: must be at least 50"));
+    }
+    let start = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(interval));
+    let mut points = Vec::new();
+    loop {
+        tick.tick().await;
+        let t_ms = start.elapsed().as_millis() as u64;
+        if t_ms > q.duration_ms {
+            break;
+        }
+        let t = s.host.telemetry.clone();
+        let usage = tokio::task::spawn_blocking(move || {
+            t.sample_now();
+            t.usage()
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        points.push(ProfilePoint { t_ms, usage });
+    }
+    Ok(Json(json!({
+        "duration_ms": q.duration_ms,
+        "interval_ms": interval,
+        "points": points,
+    })))
+}
+
+/// Counts every request in the telemetry's request counters.
+pub async fn count_requests(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    s.host.telemetry.record_request();
+    next.run(req).await
+}
+
+/// `GET /v1/pools`: every pool's metrics (size, idle, in use, waiting, counters, breaker
+/// state, acquire-latency histogram).
+pub async fn pools(State(s): State<AppState>, _caller: Caller) -> Json<serde_json::Value> {
+    Json(json!({"pools": s.host.pools.metrics()}))
+}

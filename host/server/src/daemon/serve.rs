@@ -1,0 +1,97 @@
+//! Serving the API with graceful shutdown: stop accepting, end event streams, let
+//! in-flight requests finish within `shutdown_timeout_ms`, then return.
+
+use super::{Host, HostError};
+use crate::api;
+use rmhost_core::config::Config;
+use rmhost_core::events::Event;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Checks that serving `addr` is allowed by the auth settings.
+pub fn check_listen(config: &Config, addr: SocketAddr) -> Result<(), HostError> {
+    if !config.auth.is_set() && !addr.ip().is_loopback() {
+        return Err(HostError::InsecureListen { addr });
+    }
+    Ok(())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish for up to `shutdown_timeout_ms`, and returns.
+pub async fn serve(
+    host: Arc<Host>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = String> + Send + 'static,
+) -> Result<(), HostError> {
+    let addr = listener.local_addr().map_err(HostError::Serve)?;
+    check_listen(&host.config, addr)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let router = api::router(host.clone(), stop_rx.clone());
+    let background = host.spawn_background();
+    host.set_ready(true);
+    tracing::info!(%addr, "rmhost listening");
+    // One machine-readable line on stdout, so scripts (and tests using port 0) learn the
+    // address.
+    println!("rmhost: listening on http://{addr}");
+
+    let mut server_stop = stop_rx.clone();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    });
+    let mut server = tokio::spawn(async move { server.await });
+
+    let reason = tokio::select! {
+        r = shutdown => r,
+        res = &mut server => {
+            for t in background { t.abort(); }
+            return match res {
+                Ok(r) => r.map_err(HostError::Serve),
+                Err(e) => Err(HostError::Serve(std::io::Error::other(e))),
+            };
+        }
+    };
+    tracing::info!(%reason, "shutting down: draining in-flight requests");
+    host.set_ready(false);
+    host.events.publish(Event::Shutdown { reason });
+    let _ = stop_tx.send(true);
+    let timeout = Duration::from_millis(host.config.shutdown_timeout_ms);
+    match tokio::time::timeout(timeout, &mut server).await {
+        Ok(_) => tracing::info!("drained; bye"),
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "shutdown timeout: dropping remaining connections"
+            );
+            server.abort();
+        }
+    }
+    for t in background {
+        t.abort();
+    }
+    host.pools.close();
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT with the signal's name.
+pub async fn shutdown_signal() -> String {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM".to_string(),
+        _ = tokio::signal::ctrl_c() => "SIGINT".to_string(),
+    }
+}
