@@ -4,7 +4,7 @@
 use super::report::{human_bytes, table};
 use super::{Client, ClientArgs, EXIT_USAGE};
 use clap::Args;
-use rmhost_core::memory::{SimResult, Trace, TraceFormat, run_sim, sim};
+use rmhost_core::memory::{SimResult, Trace, TraceFormat, run_sim};
 use rmhost_core::policy::EvictionPolicy;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -74,12 +74,12 @@ pub fn run_sim_cmd(args: &SimArgs, load_wasm: WasmLoader<'_>) -> anyhow::Result<
     }
     let mut policies: Vec<(String, Box<dyn EvictionPolicy>)> = Vec::new();
     for name in &args.builtin {
-        match sim::builtin(name) {
+        match rmhost_core::policy::builtin_eviction(name) {
             Some(p) => policies.push((format!("builtin:{name}"), p)),
             None => {
                 eprintln!(
                     "rmhost: --builtin: unknown policy {name:?} (known: {})",
-                    sim::BUILTINS.join(", ")
+                    rmhost_core::policy::BUILTIN_EVICTION.join(", ")
                 );
                 return Ok(EXIT_USAGE);
             }

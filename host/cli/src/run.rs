@@ -3,7 +3,7 @@
 use super::{ConfigArgs, EXIT_USAGE};
 use clap::Args;
 use rmhost_core::config::Override;
-use rmhost_server::daemon::{self, Host};
+use rmhost_server::daemon::{self, Daemon};
 use std::path::PathBuf;
 
 /// Flags of `rmhost run`.
@@ -49,21 +49,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         eprintln!("rmhost: {e}");
         return Ok(EXIT_USAGE);
     }
-    let host = match Host::new(config) {
-        Ok(h) => h,
+    let daemon = match Daemon::new(config) {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("rmhost: {e}");
             return Ok(EXIT_USAGE);
         }
     };
-    if let Err(e) = host
+    if let Err(e) = daemon
         .load_policy_files(&args.policies)
-        .and_then(|()| host.apply_config_bindings())
+        .and_then(|()| daemon.apply_config_bindings())
     {
         eprintln!("rmhost: {e}");
         return Ok(EXIT_USAGE);
     }
-    let dir = PathBuf::from(&host.config.policies.dir);
+    let dir = PathBuf::from(&daemon.host.config.policies.dir);
     if !dir.is_dir() && args.policies_dir.is_some() {
         eprintln!("rmhost: --policies-dir {}: not a directory", dir.display());
         return Ok(EXIT_USAGE);
@@ -78,13 +78,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     // The directory is loaded in the background so the API answers at once (compiling a
     // Python policy the first time takes seconds); each load is a PolicyLoaded event.
     let watcher = if dir.is_dir() {
-        let h = host.clone();
-        Some(tokio::task::spawn_blocking(move || h.watch_policies(&dir)))
+        let d = daemon.clone();
+        Some(tokio::task::spawn_blocking(move || d.watch_policies(&dir)))
     } else {
         tracing::info!(dir = %dir.display(), "no policies directory; not watching");
         None
     };
-    daemon::serve(host, listener, daemon::shutdown_signal()).await?;
+    daemon::serve(daemon, listener, daemon::shutdown_signal()).await?;
     if let Some(w) = watcher {
         // Dropping the handle stops the watcher.
         match w.await {

@@ -5,6 +5,7 @@
 //!
 //! | module | owns | must not |
 //! |---|---|---|
+//! | [`clock`] | the one monotonic millisecond clock (real or manual) | - |
 //! | [`config`] | `rmhost.toml`, env and CLI layering, validation, `config print` | touch any manager |
 //! | [`telemetry`] | CPU, memory, PSI, cgroup, fds, connection and request counters | decide anything |
 //! | [`policy`] | the decision traits, domain types mirroring `wit/`, native defaults (eviction algorithms from `rmhost-abi`) | import wasmtime |
@@ -13,14 +14,18 @@
 //! | [`pools`] | PostgreSQL and Redis pools (cargo features `postgres`, `redis`): recycling, retry, breaker, health, ranked wait queue, metrics | decide waiter order itself |
 //! | [`events`] | the broadcast bus and the recent-events ring (audit log via tracing) | block a publisher |
 //! | [`health`] | the health report shape and its status rules | gather data itself |
+//! | [`host`] | [`host::Host`]: the managers composed in dependency order by [`host::HostBuilder`], background tasks, health | hold business logic |
 //!
-//! The Wasm policy runtime (`rmhost-runtime`) implements this crate's policy traits; the
-//! daemon (`rmhost-server`) composes the managers and serves the HTTP API; the `rmhost`
-//! binary adds the CLI.
+//! Embedding: `Host::builder(config).policies(provider).build()` gives every manager (see
+//! `examples/embed.rs`). The Wasm policy runtime (`rmhost-runtime`) implements this crate's
+//! policy traits and [`host::PolicyProvider`]; the daemon (`rmhost-server`) serves the HTTP
+//! API over a [`host::Host`]; the `rmhost` binary adds the CLI.
 
+pub mod clock;
 pub mod config;
 pub mod events;
 pub mod health;
+pub mod host;
 pub mod memory;
 pub mod policy;
 pub mod pools;

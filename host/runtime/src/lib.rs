@@ -22,6 +22,7 @@ mod bindings;
 mod check;
 mod convert;
 mod engine;
+mod provider;
 mod registry;
 mod stats;
 mod version;

@@ -23,16 +23,17 @@
 //!   with the next eviction, so victims are always chosen with every hit known): the
 //!   approximation of recency Caffeine's read buffer makes too. Writes no longer pay a
 //!   drain of every shard's buffer (it was most of a miss's cost with 8+ shards).
-//! - Event stamps come from the coarse monotonic clock (`hitbuf::coarse_ms`, a few ms of
+//! - Event stamps come from the coarse monotonic clock (`crate::clock`, a few ms of
 //!   resolution, also for TTLs), not `Instant::now`; victims are removed from storage with
 //!   one write lock per shard, not per victim; free ids come from a bitmap (`ids.rs`).
 //!
 //! Lock order: `core` -> shard map. Readers hold at most one of these at a time (the rings
 //! take no lock), so there is no cycle.
 
-pub use super::cache_config::{CacheClock, CacheConfig, CacheStats};
+pub use super::cache_config::{CacheConfig, CacheStats};
 use super::core::{CoreConfig, PolicyCore, RemovalCause, Victim};
 use super::hitbuf::{DRAIN_AT, HitRing};
+use crate::clock::Clock;
 use crate::policy::EvictionPolicy;
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
@@ -73,7 +74,7 @@ pub struct Cache<K, V> {
     /// Bit i set: shard i's hit buffer may hold hits.
     dirty: AtomicU64,
     expirations: AtomicU64,
-    clock: CacheClock,
+    clock: Clock,
     default_ttl: Option<Duration>,
     listener: Option<Listener<K, V>>,
 }
@@ -103,15 +104,11 @@ where
 {
     /// A cache with `policy` deciding evictions.
     pub fn new(cfg: CacheConfig, policy: Box<dyn EvictionPolicy>) -> Self {
-        Self::with_clock(cfg, policy, CacheClock::real())
+        Self::with_clock(cfg, policy, Clock::real())
     }
 
     /// Like [`Cache::new`] with the event clock given.
-    pub fn with_clock(
-        cfg: CacheConfig,
-        policy: Box<dyn EvictionPolicy>,
-        clock: CacheClock,
-    ) -> Self {
+    pub fn with_clock(cfg: CacheConfig, policy: Box<dyn EvictionPolicy>, clock: Clock) -> Self {
         let n = shard_count(cfg.shards);
         let headroom = cfg.headroom_bytes.unwrap_or(cfg.capacity_bytes / 100);
         let core = PolicyCore::new(

@@ -1,9 +1,6 @@
-//! A cache's configuration, clock and counters (the plain types of `cache.rs`).
+//! A cache's configuration and counters (the plain types of `cache.rs`).
 
-use super::hitbuf::coarse_ms;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How a cache is sized and batched.
@@ -44,33 +41,6 @@ impl CacheConfig {
             headroom_bytes: Some(0),
             shards: 1,
             ..CacheConfig::new(capacity_bytes)
-        }
-    }
-}
-
-/// The clock events are stamped with: real (ms since the cache was built, read from the
-/// coarse monotonic clock: tick resolution, a few ms) or manual (a trace's clock in `sim`,
-/// or a test's).
-#[derive(Debug, Clone)]
-pub enum CacheClock {
-    /// Milliseconds since this reading of the coarse monotonic clock
-    /// ([`CacheClock::real`] takes it).
-    Real(u64),
-    /// A value someone else advances.
-    Manual(Arc<AtomicU64>),
-}
-
-impl CacheClock {
-    /// A real clock starting now.
-    pub fn real() -> Self {
-        CacheClock::Real(coarse_ms())
-    }
-
-    #[inline]
-    pub(crate) fn now_ms(&self) -> u64 {
-        match self {
-            CacheClock::Real(start) => coarse_ms().saturating_sub(*start),
-            CacheClock::Manual(v) => v.load(Ordering::Relaxed),
         }
     }
 }

@@ -2,10 +2,6 @@
 //! many producers (readers, one CAS each, no lock), one consumer (whoever holds the cache's
 //! policy lock). A hit is dropped when the ring is full or the CAS loses a race, as in
 //! Caffeine: hits are a recency hint, never needed for correctness.
-//!
-//! Also the coarse clock used to stamp events: `CLOCK_MONOTONIC_COARSE` (a vDSO read of
-//! the last tick, a few ns) instead of `Instant::now()` (~33 ns here), which was taken on
-//! every write and drain.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -90,32 +86,6 @@ impl HitRing {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
-}
-
-/// Milliseconds of a monotonic clock at tick resolution (a few ms; plenty for event stamps
-/// and TTLs).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn coarse_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one `timespec` through a pointer to a live local.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    if rc == 0 {
-        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-    } else {
-        0
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn coarse_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
 }
 
 #[cfg(test)]

@@ -14,10 +14,15 @@
 //!   `min_instance_samples` samples and grew by `min_instance_growth_bytes` (Wasm memory
 //!   cannot shrink, but a healthy instance stops growing).
 
+use super::purge::InstanceMemory;
 use crate::events::{Event, EventBus};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+
+/// Samples of instance memory kept per policy instance: the last hour at the daemon's
+/// default scan interval (30 s).
+pub const INSTANCE_WINDOW: usize = 120;
 
 /// Tunables.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +121,8 @@ pub fn trend(samples: &[(u64, f64)]) -> Option<Trend> {
 pub struct LeakDetector {
     cfg: LeakConfig,
     series: Mutex<BTreeMap<String, VecDeque<(u64, f64)>>>,
+    /// Linear-memory sizes per policy instance, in sample order (the "only grows" input).
+    instances: Mutex<BTreeMap<String, VecDeque<u64>>>,
     findings: Mutex<Vec<Leak>>,
     events: Option<EventBus>,
 }
@@ -126,6 +133,7 @@ impl LeakDetector {
         LeakDetector {
             cfg,
             series: Mutex::new(BTreeMap::new()),
+            instances: Mutex::new(BTreeMap::new()),
             findings: Mutex::new(Vec::new()),
             events,
         }
@@ -138,6 +146,20 @@ impl LeakDetector {
         s.push_back((t_ms, bytes as f64));
         while s.len() > self.cfg.window {
             s.pop_front();
+        }
+    }
+
+    /// Records one sample of every live policy instance's linear memory; instances that
+    /// are gone are forgotten. Keeps the last [`INSTANCE_WINDOW`] samples each.
+    pub fn record_instances(&self, live: &[InstanceMemory]) {
+        let mut hist = self.instances.lock();
+        hist.retain(|name, _| live.iter().any(|m| &m.name == name));
+        for m in live {
+            let series = hist.entry(m.name.clone()).or_default();
+            series.push_back(m.bytes);
+            while series.len() > INSTANCE_WINDOW {
+                series.pop_front();
+            }
         }
     }
 
@@ -213,13 +235,16 @@ impl LeakDetector {
             .collect()
     }
 
-    /// Runs every heuristic over the recorded series and the given inputs, replaces the
-    /// findings, and publishes `LeakDetected` for findings that are new.
-    pub fn scan(
-        &self,
-        allocations: &[(u64, String, u64)],
-        instances: &[(String, Vec<u64>)],
-    ) -> Vec<Leak> {
+    /// Runs every heuristic over the recorded series and instance sizes and the given
+    /// allocations, replaces the findings, and publishes `LeakDetected` for findings that
+    /// are new.
+    pub fn scan(&self, allocations: &[(u64, String, u64)]) -> Vec<Leak> {
+        let instances: Vec<(String, Vec<u64>)> = self
+            .instances
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
+            .collect();
         let series: Vec<(String, Vec<(u64, f64)>)> = self
             .series
             .lock()
@@ -231,7 +256,7 @@ impl LeakDetector {
             .filter_map(|(subject, s)| self.judge_trend(subject, s))
             .collect();
         found.extend(self.stale_allocations(allocations));
-        found.extend(self.instance_growth(instances));
+        found.extend(self.instance_growth(&instances));
         let mut findings = self.findings.lock();
         if let Some(bus) = &self.events {
             for l in found.iter().filter(|l| {

@@ -12,7 +12,7 @@
 //! |---|---|
 //! | `core.rs` | dense ids, the packed batch, victim validation, fallback, replay |
 //! | `cache.rs` | `Cache<K, V>`: sharded storage, lossy hit buffers, TTL |
-//! | `cache_config.rs`, `hitbuf.rs`, `ids.rs` | config/clock/stats types, the lock-free hit ring and coarse clock, the free-id bitmap |
+//! | `cache_config.rs`, `hitbuf.rs`, `ids.rs` | config and stats types, the lock-free hit ring, the free-id bitmap |
 //! | `registry.rs` | named caches (accounting and typed), trim, stats, snapshot bytes |
 //! | `pressure.rs` | levels with hysteresis, `ActionSink`, running the pressure policy |
 //! | `leaks.rs` | Theil-Sen trends, stale allocations, growing policy instances |
@@ -38,11 +38,14 @@ mod tests_more;
 #[cfg(test)]
 mod tests_policies;
 
-pub use cache::{Cache, CacheClock, CacheConfig, CacheStats};
+pub use cache::{Cache, CacheConfig, CacheStats};
 pub use core::RemovalCause;
 pub use leaks::{Leak, LeakConfig, LeakDetector};
-pub use pressure::{ActionSink, MemoryMonitor, MemoryStatus, PressureConfig, RegistrySink};
-pub use purge::{GcReport, MemorySnapshot, gc, snapshot};
+pub use pressure::{
+    ActionError, ActionSink, MemoryMonitor, MemoryStatus, MonitorParts, PressureConfig,
+    PressureGauge,
+};
+pub use purge::{GcReport, InstanceMemory, MemorySnapshot, gc, snapshot};
 pub use registry::{
     AccountingCache, CacheBytes, CacheError, CacheHandle, CacheInfo, CacheRegistry,
 };

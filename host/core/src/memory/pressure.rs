@@ -1,6 +1,6 @@
 //! The memory monitor: turns telemetry into a pressure level (normal / warning / critical,
 //! with hysteresis), tells subscribers, and carries out the bound `PressurePolicy`'s
-//! actions through an [`ActionSink`] the integrator implements.
+//! actions through an [`ActionSink`] the host implements.
 //!
 //! Signals (the level is the worst of them):
 //! - process RSS as a percentage of the budget;
@@ -16,11 +16,14 @@
 
 use super::registry::CacheRegistry;
 use crate::events::{Event, EventBus};
+use crate::memory::CacheError;
 use crate::policy::{PoolStat, PressureAction, PressureLevel, PressurePolicy};
+use crate::pools::PoolError;
 use crate::telemetry::{Telemetry, Usage};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 /// Thresholds, percent of the budget.
@@ -38,6 +41,11 @@ pub struct PressureConfig {
     pub psi_some_warning: f64,
     /// PSI memory `full avg10` at or above this is critical (default 5).
     pub psi_full_critical: f64,
+    /// While the level stays above normal, the policy's response repeats at most this
+    /// often (ms; the health interval in the daemon). `tick` can then run often, to notice
+    /// level changes quickly, without re-running the policy every time. A level change
+    /// always runs it at once. Default 0: every tick.
+    pub respond_interval_ms: u64,
 }
 
 impl Default for PressureConfig {
@@ -49,6 +57,7 @@ impl Default for PressureConfig {
             max_memory_bytes: None,
             psi_some_warning: 10.0,
             psi_full_critical: 5.0,
+            respond_interval_ms: 0,
         }
     }
 }
@@ -89,22 +98,33 @@ pub struct MemoryDetails {
     pub reasons: Vec<String>,
 }
 
-/// Carries out pressure actions. The integrator implements it over the cache registry,
-/// the pool manager, the rate limiter and the allocator; [`RegistrySink`] does the
-/// memory-side ones.
+/// Why a pressure action could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The cache could not be trimmed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// The pool could not be shrunk.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+}
+
+/// Carries out pressure actions. The host implements it over the cache registry, the pool
+/// manager, the rate limiter and the allocator (`rmhost_core::host::HostSink`). Each
+/// success answers a line for the `PressureAction` event.
 pub trait ActionSink: Send + Sync {
-    /// Frees `bytes` from `cache`; the outcome text goes into the event.
-    fn trim_cache(&self, cache: &str, bytes: u64) -> Result<String, String>;
+    /// Frees `bytes` from `cache`.
+    fn trim_cache(&self, cache: &str, bytes: u64) -> Result<String, ActionError>;
     /// Closes up to `idle` idle connections of `pool`.
-    fn shrink_pool(&self, pool: &str, idle: u32) -> Result<String, String>;
+    fn shrink_pool(&self, pool: &str, idle: u32) -> Result<String, ActionError>;
     /// Limits `tenant` until pressure is normal.
-    fn throttle(&self, tenant: &str, requests_per_minute: u32) -> Result<String, String>;
+    fn throttle(&self, tenant: &str, requests_per_minute: u32) -> Result<String, ActionError>;
     /// Refuses new work below `priority` until pressure is normal.
-    fn shed_below(&self, priority: u8) -> Result<String, String>;
+    fn shed_below(&self, priority: u8) -> Result<String, ActionError>;
     /// Hands free allocator memory back to the OS.
-    fn purge_allocator(&self) -> Result<String, String>;
+    fn purge_allocator(&self) -> Result<String, ActionError>;
     /// Raises an alert.
-    fn alert(&self, message: &str) -> Result<String, String>;
+    fn alert(&self, message: &str) -> Result<String, ActionError>;
     /// The pools, as pressure policies see them.
     fn pool_stats(&self) -> Vec<PoolStat> {
         Vec::new()
@@ -113,64 +133,60 @@ pub trait ActionSink: Send + Sync {
     fn relieved(&self) {}
 }
 
-/// Hook for an action the memory module cannot do itself.
-pub type Hook<A> = Box<dyn Fn(A) -> Result<String, String> + Send + Sync>;
+/// The pressure level as last computed, shared: the monitor writes it, and whoever shows
+/// policies the system usage (the resource manager, built before the monitor) reads it.
+/// Cheap to clone; clones share the level.
+#[derive(Debug, Clone, Default)]
+pub struct PressureGauge(Arc<AtomicU8>);
 
-/// The memory-side sink: trims through the registry, purges with `malloc_trim`; pool
-/// shrinking, throttling and shedding go to hooks their managers register (unhooked
-/// actions report "not wired").
-#[derive(Default)]
-pub struct RegistrySink {
-    /// The caches.
+impl PressureGauge {
+    /// A gauge at normal.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The level now.
+    pub fn get(&self) -> PressureLevel {
+        match self.0.load(Ordering::Relaxed) {
+            0 => PressureLevel::Normal,
+            1 => PressureLevel::Warning,
+            _ => PressureLevel::Critical,
+        }
+    }
+
+    fn set(&self, level: PressureLevel) {
+        let v = match level {
+            PressureLevel::Normal => 0,
+            PressureLevel::Warning => 1,
+            PressureLevel::Critical => 2,
+        };
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+
+/// What a [`MemoryMonitor`] reads, decides through and acts on.
+pub struct MonitorParts {
+    /// Process and system telemetry.
+    pub telemetry: Telemetry,
+    /// The caches it accounts and trims.
     pub caches: Arc<CacheRegistry>,
-    /// The pool manager's shrink hook.
-    pub shrink_pool: Option<Hook<(String, u32)>>,
-    /// The rate limiter's throttle hook.
-    pub throttle: Option<Hook<(String, u32)>>,
-    /// The admission hook for shedding.
-    pub shed_below: Option<Hook<u8>>,
+    /// Granted memory allocations, bytes (the ledger's), added to the caches' bytes.
+    pub allocation_bytes: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// Decides the response to pressure.
+    pub policy: Arc<dyn PressurePolicy>,
+    /// Carries the response out.
+    pub sink: Arc<dyn ActionSink>,
+    /// Where `MemoryPressure`, `PressureAction` and `Alert` events go.
+    pub events: Option<EventBus>,
+    /// Where the level is published.
+    pub gauge: PressureGauge,
 }
 
-impl std::fmt::Debug for RegistrySink {
+impl std::fmt::Debug for MonitorParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistrySink").finish_non_exhaustive()
-    }
-}
-
-fn hooked<A>(hook: &Option<Hook<A>>, a: A) -> Result<String, String> {
-    hook.as_ref().map_or(Err("not wired".to_string()), |h| h(a))
-}
-
-impl ActionSink for RegistrySink {
-    fn trim_cache(&self, cache: &str, bytes: u64) -> Result<String, String> {
-        self.caches
-            .trim(cache, bytes)
-            .map(|freed| format!("freed {freed} bytes"))
-            .map_err(|e| e.to_string())
-    }
-    fn shrink_pool(&self, pool: &str, idle: u32) -> Result<String, String> {
-        hooked(&self.shrink_pool, (pool.to_string(), idle))
-    }
-    fn throttle(&self, tenant: &str, rpm: u32) -> Result<String, String> {
-        hooked(&self.throttle, (tenant.to_string(), rpm))
-    }
-    fn shed_below(&self, priority: u8) -> Result<String, String> {
-        hooked(&self.shed_below, priority)
-    }
-    fn purge_allocator(&self) -> Result<String, String> {
-        let r = super::purge::malloc_trim();
-        Ok(format!(
-            "malloc_trim: {}",
-            if r {
-                "released memory"
-            } else {
-                "nothing released"
-            }
-        ))
-    }
-    fn alert(&self, message: &str) -> Result<String, String> {
-        tracing::warn!(target: "rmhost::alert", "{message}");
-        Ok("logged".into())
+        f.debug_struct("MonitorParts")
+            .field("policy", &self.policy.name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -182,14 +198,13 @@ pub struct MemoryMonitor {
     telemetry: Telemetry,
     caches: Arc<CacheRegistry>,
     allocation_bytes: Box<dyn Fn() -> u64 + Send + Sync>,
-    policy: RwLock<Arc<dyn PressurePolicy>>,
+    policy: Arc<dyn PressurePolicy>,
     sink: Arc<dyn ActionSink>,
     events: Option<EventBus>,
+    /// Serialises `tick` (the level is read, evaluated and written as one step).
     level: Mutex<PressureLevel>,
+    gauge: PressureGauge,
     callbacks: Mutex<Vec<Callback>>,
-    /// While not normal, the policy runs again at most this often (the health interval);
-    /// a level change always runs it at once.
-    respond_every: Mutex<Duration>,
     last_respond: Mutex<Option<std::time::Instant>>,
 }
 
@@ -203,41 +218,27 @@ impl std::fmt::Debug for MemoryMonitor {
 }
 
 impl MemoryMonitor {
-    /// A monitor reading `telemetry`, accounting `caches` plus `allocation_bytes()` (the
-    /// ledger's granted memory), answering pressure with `policy` through `sink`.
-    pub fn new(
-        cfg: PressureConfig,
-        telemetry: Telemetry,
-        caches: Arc<CacheRegistry>,
-        allocation_bytes: impl Fn() -> u64 + Send + Sync + 'static,
-        policy: Arc<dyn PressurePolicy>,
-        sink: Arc<dyn ActionSink>,
-        events: Option<EventBus>,
-    ) -> Self {
+    /// A monitor with thresholds `cfg` over `parts`.
+    pub fn new(cfg: PressureConfig, parts: MonitorParts) -> Self {
+        parts.gauge.set(PressureLevel::Normal);
         MemoryMonitor {
             cfg,
-            telemetry,
-            caches,
-            allocation_bytes: Box::new(allocation_bytes),
-            policy: RwLock::new(policy),
-            sink,
-            events,
+            telemetry: parts.telemetry,
+            caches: parts.caches,
+            allocation_bytes: parts.allocation_bytes,
+            policy: parts.policy,
+            sink: parts.sink,
+            events: parts.events,
             level: Mutex::new(PressureLevel::Normal),
+            gauge: parts.gauge,
             callbacks: Mutex::new(Vec::new()),
-            respond_every: Mutex::new(Duration::ZERO),
             last_respond: Mutex::new(None),
         }
     }
 
-    /// Lets `tick` run often (to notice level changes quickly) while repeating the policy's
-    /// response only every `every` while the level stays above normal.
-    pub fn set_respond_interval(&self, every: Duration) {
-        *self.respond_every.lock() = every;
-    }
-
-    /// Swaps the pressure policy (hot reload).
-    pub fn set_policy(&self, policy: Arc<dyn PressurePolicy>) {
-        *self.policy.write() = policy;
+    /// The gauge the level is published on.
+    pub fn gauge(&self) -> &PressureGauge {
+        &self.gauge
     }
 
     /// Calls `f(level, status)` on every level change.
@@ -255,7 +256,7 @@ impl MemoryMonitor {
 
     /// The current level.
     pub fn level(&self) -> PressureLevel {
-        *self.level.lock()
+        self.gauge.get()
     }
 
     fn budget(&self, u: &Usage) -> (u64, &'static str) {
@@ -377,6 +378,7 @@ impl MemoryMonitor {
         let previous = *guard;
         let (level, details) = self.evaluate(previous);
         *guard = level;
+        self.gauge.set(level);
         drop(guard);
         let status = MemoryStatus {
             status: level,
@@ -396,7 +398,8 @@ impl MemoryMonitor {
         }
         let due = {
             let last = self.last_respond.lock();
-            last.is_none_or(|t| t.elapsed() >= *self.respond_every.lock())
+            let every = Duration::from_millis(self.cfg.respond_interval_ms);
+            last.is_none_or(|t| t.elapsed() >= every)
         };
         if level != previous || (level != PressureLevel::Normal && due) {
             *self.last_respond.lock() = Some(std::time::Instant::now());
@@ -407,12 +410,14 @@ impl MemoryMonitor {
 
     /// Runs the pressure policy at `level` and carries out its actions; returns them with
     /// their outcomes.
-    pub fn respond(&self, level: PressureLevel) -> Vec<(PressureAction, Result<String, String>)> {
+    pub fn respond(
+        &self,
+        level: PressureLevel,
+    ) -> Vec<(PressureAction, Result<String, ActionError>)> {
         let system = self.telemetry.system_usage(level);
         let caches = self.caches.stats();
         let pools = self.sink.pool_stats();
-        let policy = self.policy.read().clone();
-        let actions = policy.respond(level, &system, &caches, &pools);
+        let actions = self.policy.respond(level, &system, &caches, &pools);
         let mut done = Vec::with_capacity(actions.len());
         for action in actions {
             let outcome = match &action {

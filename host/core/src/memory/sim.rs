@@ -6,9 +6,9 @@
 //! cache is never admitted (still a miss); cache size is in bytes (1 per object for plain
 //! traces, so objects); a hit does not change an object's size.
 
-use super::cache::{Cache, CacheClock, CacheConfig};
+use super::cache::{Cache, CacheConfig};
 use super::trace::Trace;
-use crate::policy::{EvictionPolicy, NativeFifo, NativeLru};
+use crate::policy::EvictionPolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -31,21 +31,6 @@ pub struct SimResult {
     /// Nanoseconds inside the policy (`observe`) per request; for Belady, its whole
     /// simulation per request.
     pub ns_per_request: f64,
-}
-
-/// The native policies `--builtin` accepts.
-pub const BUILTINS: &[&str] = &["lru", "fifo", "sieve", "s3fifo", "wtinylfu"];
-
-/// A fresh native policy by name (`lru`, `fifo`, `sieve`, `s3fifo`, `wtinylfu`).
-pub fn builtin(name: &str) -> Option<Box<dyn EvictionPolicy>> {
-    match name {
-        "lru" => Some(Box::new(NativeLru::new())),
-        "fifo" => Some(Box::new(NativeFifo::new())),
-        "sieve" => Some(Box::new(crate::policy::NativeSieve::new())),
-        "s3fifo" => Some(Box::new(crate::policy::NativeS3Fifo::new())),
-        "wtinylfu" => Some(Box::new(crate::policy::NativeWTinyLfu::new())),
-        _ => None,
-    }
 }
 
 fn ratio(part: u64, whole: u64) -> f64 {
@@ -83,7 +68,8 @@ pub fn simulate(
     let clock = Arc::new(AtomicU64::new(0));
     let mut cfg = CacheConfig::exact(cache_size.max(1));
     cfg.expected_entries = u32::try_from(cache_size.min(1 << 24)).unwrap_or(0);
-    let cache: Cache<u64, ()> = Cache::with_clock(cfg, policy, CacheClock::Manual(clock.clone()));
+    let cache: Cache<u64, ()> =
+        Cache::with_clock(cfg, policy, crate::clock::Clock::Manual(clock.clone()));
     let (mut misses, mut bytes, mut missed_bytes) = (0u64, 0u64, 0u64);
     for r in &trace.requests {
         clock.store(r.time, Ordering::Relaxed);

@@ -260,7 +260,7 @@ fn ttl_expires_entries() {
     let c: Cache<&str, u8> = Cache::with_clock(
         CacheConfig::exact(10),
         Box::new(NativeLru::new()),
-        CacheClock::Manual(clock.clone()),
+        crate::clock::Clock::Manual(clock.clone()),
     );
     c.insert_with("a", 1, 1, 0, Some(std::time::Duration::from_millis(100)));
     assert_eq!(c.get("a"), Some(1));

@@ -2,6 +2,7 @@
 //! synthetic series, trace formats and Belady.
 
 use super::leaks::trend;
+use super::purge::InstanceMemory;
 use super::*;
 use crate::policy::{NativePressure, PressureAction, PressureLevel};
 use crate::telemetry::{FakeSource, Psi, PsiLine, Telemetry};
@@ -13,21 +14,38 @@ fn monitor(
     bus: crate::events::EventBus,
 ) -> MemoryMonitor {
     let telemetry = Telemetry::new(Box::new(fake.clone()));
-    let sink = Arc::new(RegistrySink {
-        caches: reg.clone(),
-        ..Default::default()
-    });
+    let sink = Arc::new(crate::host::HostSink::new(
+        reg.clone(),
+        crate::resources::ResourceManager::new(
+            crate::resources::ManagerOptions {
+                limits: crate::resources::GlobalLimits {
+                    memory_bytes: 1000,
+                    cpu_millicores: 1000,
+                    connections: 10,
+                    requests_per_minute: 60,
+                    file_handles: 10,
+                },
+                requests_per_minute: 60,
+            },
+            bus.clone(),
+        ),
+        crate::pools::PoolManager::new(&Default::default(), bus.clone()).unwrap(),
+        bus.clone(),
+    ));
     MemoryMonitor::new(
         PressureConfig {
             max_memory_bytes: Some(1000),
             ..PressureConfig::default()
         },
-        telemetry,
-        reg,
-        || 0,
-        Arc::new(NativePressure),
-        sink,
-        Some(bus),
+        MonitorParts {
+            telemetry,
+            caches: reg,
+            allocation_bytes: Box::new(|| 0),
+            policy: Arc::new(NativePressure),
+            sink,
+            events: Some(bus),
+            gauge: PressureGauge::new(),
+        },
     )
 }
 
@@ -166,7 +184,7 @@ fn stale_allocations_and_growing_instances() {
     let bus = crate::events::EventBus::new();
     let d = LeakDetector::new(LeakConfig::default(), Some(bus.clone()));
     let allocs = vec![(1, "a".to_string(), 10), (2, "b".to_string(), 4_000_000)];
-    let grow = vec![
+    let grow = [
         (
             "lru.wasm".to_string(),
             vec![1 << 20, 4 << 20, 8 << 20, 12 << 20, 16 << 20],
@@ -176,11 +194,21 @@ fn stale_allocations_and_growing_instances() {
     for i in 0..12 {
         d.record("rss", i * 60_000, (100 + i * 8) << 20);
     }
-    let found = d.scan(&allocs, &grow);
+    for i in 0..5 {
+        let live: Vec<InstanceMemory> = grow
+            .iter()
+            .map(|(name, sizes)| InstanceMemory {
+                name: name.clone(),
+                bytes: sizes[i],
+            })
+            .collect();
+        d.record_instances(&live);
+    }
+    let found = d.scan(&allocs);
     let subjects: Vec<&str> = found.iter().map(|l| l.subject.as_str()).collect();
     assert_eq!(subjects, vec!["rss", "allocation:2", "policy:lru.wasm"]);
     assert_eq!(d.leaks().len(), 3);
-    d.scan(&allocs, &grow); // same findings: no new events
+    d.scan(&allocs); // same findings: no new events
     let n = bus
         .recent(0)
         .iter()
@@ -250,9 +278,9 @@ fn belady_is_a_lower_bound_and_exact_on_a_known_trace() {
     let res = run_sim(
         &z,
         100,
-        sim::BUILTINS
+        crate::policy::BUILTIN_EVICTION
             .iter()
-            .map(|n| (n.to_string(), sim::builtin(n).unwrap()))
+            .map(|n| (n.to_string(), crate::policy::builtin_eviction(n).unwrap()))
             .collect(),
         true,
     );

@@ -3,8 +3,8 @@
 //! fallback never fills in), capacity holds after every insert, and an entry larger than
 //! the cache is never admitted. Plus W-TinyLFU's miss ratios next to libCacheSim's.
 
-use super::cache::{Cache, CacheClock, CacheConfig};
-use super::sim::{self, run_sim};
+use super::cache::{Cache, CacheConfig};
+use super::sim::run_sim;
 use super::trace::{Request, SplitMix64, Trace};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -41,11 +41,11 @@ fn sized_trace(seed: u64) -> Trace {
 
 fn check_sized(name: &str) {
     let trace = sized_trace(7);
-    let policy = sim::builtin(name).unwrap();
+    let policy = crate::policy::builtin_eviction(name).unwrap();
     let clock = Arc::new(AtomicU64::new(0));
     let mut cfg = CacheConfig::exact(CAPACITY);
     cfg.expected_entries = CAPACITY as u32; // as `sim` configures it
-    let cache: Cache<u64, ()> = Cache::with_clock(cfg, policy, CacheClock::Manual(clock));
+    let cache: Cache<u64, ()> = Cache::with_clock(cfg, policy, crate::clock::Clock::Manual(clock));
     let mut misses = 0u64;
     for (i, r) in trace.requests.iter().enumerate() {
         if cache.get(&r.id).is_some() {
@@ -74,7 +74,7 @@ fn check_sized(name: &str) {
     let r = run_sim(
         &trace,
         CAPACITY,
-        vec![(name.into(), sim::builtin(name).unwrap())],
+        vec![(name.into(), crate::policy::builtin_eviction(name).unwrap())],
         false,
     );
     assert_eq!(r[0].misses, misses, "{name}");
@@ -108,7 +108,7 @@ fn wtinylfu_handles_sized_entries() {
 #[test]
 fn every_builtin_is_covered_above() {
     assert_eq!(
-        sim::BUILTINS,
+        crate::policy::BUILTIN_EVICTION,
         ["lru", "fifo", "sieve", "s3fifo", "wtinylfu"]
     );
 }
@@ -124,13 +124,22 @@ fn wtinylfu_miss_ratios() {
             &t,
             size,
             vec![
-                ("lru".into(), sim::builtin("lru").unwrap()),
-                ("wtinylfu".into(), sim::builtin("wtinylfu").unwrap()),
+                (
+                    "lru".into(),
+                    crate::policy::builtin_eviction("lru").unwrap(),
+                ),
+                (
+                    "wtinylfu".into(),
+                    crate::policy::builtin_eviction("wtinylfu").unwrap(),
+                ),
                 (
                     "wtinylfu-idkey".into(),
                     Box::new(crate::policy::NativeWTinyLfu::with_generation_keys(false)),
                 ),
-                ("s3fifo".into(), sim::builtin("s3fifo").unwrap()),
+                (
+                    "s3fifo".into(),
+                    crate::policy::builtin_eviction("s3fifo").unwrap(),
+                ),
             ],
             false,
         );
@@ -160,7 +169,7 @@ fn hits_reach_the_policy_before_victims_are_chosen() {
         headroom_bytes: Some(0),
         ..CacheConfig::new(3)
     };
-    let cache: Cache<u32, u32> = Cache::new(cfg, sim::builtin("lru").unwrap());
+    let cache: Cache<u32, u32> = Cache::new(cfg, crate::policy::builtin_eviction("lru").unwrap());
     for k in 0..3 {
         cache.insert(k, k, 1);
     }

@@ -17,6 +17,22 @@ pub use rmhost_abi::{
 };
 
 use serde::{Deserialize, Serialize};
+
+/// The names of the native eviction policies, as `builtin:NAME` selects them.
+pub const BUILTIN_EVICTION: &[&str] = &["lru", "fifo", "sieve", "s3fifo", "wtinylfu"];
+
+/// A fresh native eviction policy by name (`lru`, `fifo`, `sieve`, `s3fifo`, `wtinylfu`,
+/// with or without the `builtin:` prefix); `None` for any other name.
+pub fn builtin_eviction(name: &str) -> Option<Box<dyn EvictionPolicy>> {
+    match name.strip_prefix("builtin:").unwrap_or(name) {
+        "lru" => Some(Box::new(NativeLru::new())),
+        "fifo" => Some(Box::new(NativeFifo::new())),
+        "sieve" => Some(Box::new(NativeSieve::new())),
+        "s3fifo" => Some(Box::new(NativeS3Fifo::new())),
+        "wtinylfu" => Some(Box::new(NativeWTinyLfu::new())),
+        _ => None,
+    }
+}
 use std::fmt;
 use std::str::FromStr;
 

@@ -14,7 +14,6 @@ use super::settings::CommonSettings;
 use crate::events::EventBus;
 use crate::policy::{PriorityPolicy, Waiter};
 use deadpool::managed::{self, Manager, Metrics, Object, QueueMode, RecycleError, RecycleResult};
-use parking_lot::RwLock;
 use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
@@ -37,7 +36,7 @@ pub trait Backend: Manager<Error: std::error::Error + Send + Sync + 'static> + '
 /// priority policy, and the event bus.
 pub(crate) struct Ctx {
     pub started: Instant,
-    pub policy: RwLock<Arc<dyn PriorityPolicy>>,
+    pub policy: Arc<dyn PriorityPolicy>,
     pub bus: EventBus,
 }
 
@@ -51,7 +50,7 @@ impl Ctx {
 impl fmt::Debug for Ctx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx")
-            .field("policy", &self.policy.read().name())
+            .field("policy", &self.policy.name())
             .finish_non_exhaustive()
     }
 }
@@ -382,8 +381,7 @@ impl<B: Backend> ManagedPool<B> {
                 enqueued_ms: inner.ctx.now_ms(),
                 queue: sh.name.clone(),
             };
-            let policy = inner.ctx.policy.read().clone();
-            policy.rank(&waiter)
+            inner.ctx.policy.rank(&waiter)
         };
         if let Err(t) = sh.admission.acquire(rank, deadline).await {
             Counters::inc(&c.timeouts);

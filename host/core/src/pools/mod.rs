@@ -60,7 +60,6 @@ use crate::health::HealthCheck;
 use crate::policy::{NativePriority, PoolStat, PriorityPolicy};
 use futures::future::BoxFuture;
 use managed::Ctx;
-use parking_lot::RwLock;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -129,13 +128,24 @@ where
 }
 
 impl PoolManager {
-    /// Builds every pool in `settings` (validated first). Opens no connection: call
-    /// [`PoolManager::warm_up`] or [`PoolManager::spawn_maintenance`] for that.
+    /// Builds every pool in `settings` (validated first), ranking waiters with the native
+    /// aging policy. Opens no connection: call [`PoolManager::warm_up`] or
+    /// [`PoolManager::spawn_maintenance`] for that.
     pub fn new(settings: &PoolsSettings, bus: EventBus) -> Result<Self, PoolError> {
+        Self::with_priority(settings, bus, Arc::new(NativePriority::default()))
+    }
+
+    /// Like [`PoolManager::new`], with waiters ranked by `policy` (the runtime's resolver
+    /// in the daemon, which picks the bound Wasm policy per call).
+    pub fn with_priority(
+        settings: &PoolsSettings,
+        bus: EventBus,
+        policy: Arc<dyn PriorityPolicy>,
+    ) -> Result<Self, PoolError> {
         settings.validate()?;
         let ctx = Arc::new(Ctx {
             started: Instant::now(),
-            policy: RwLock::new(Arc::new(NativePriority::default())),
+            policy,
             bus,
         });
         #[allow(unused_mut)] // nothing to push when both backends are compiled out
@@ -189,15 +199,9 @@ impl PoolManager {
             .ok_or_else(|| unknown("redis", name, self.redis.keys()))
     }
 
-    /// Replaces the policy that ranks waiters in every pool; waiters already queued keep
-    /// the rank they were given.
-    pub fn set_priority_policy(&self, policy: Arc<dyn PriorityPolicy>) {
-        *self.ctx.policy.write() = policy;
-    }
-
     /// The policy ranking waiters now.
     pub fn priority_policy(&self) -> Arc<dyn PriorityPolicy> {
-        self.ctx.policy.read().clone()
+        self.ctx.policy.clone()
     }
 
     /// The manager's monotonic clock (ms since it was built): waiters' `enqueued_ms`.

@@ -14,51 +14,65 @@ pub struct ManagerOptions {
     pub requests_per_minute: u32,
 }
 
+/// What a manager decides through and reads, besides its options. The defaults are the
+/// native quota policy, zero system usage, the real clock and `/proc` for owner pids; the
+/// host's builder passes the runtime's quota resolver and the telemetry-backed usage.
+#[derive(Clone)]
+pub struct ManagerParts {
+    /// Decides every request (the runtime's per-tenant resolver, or a native policy).
+    pub quota_policy: Arc<dyn QuotaPolicy>,
+    /// The system usage quota policies are shown.
+    pub system_usage: SystemUsageFn,
+    /// Leases and allocation ages.
+    pub clock: Clock,
+    /// Whether owner processes are alive.
+    pub probe: Arc<dyn ProcessProbe>,
+}
+
+impl Default for ManagerParts {
+    fn default() -> Self {
+        ManagerParts {
+            quota_policy: Arc::new(NativeQuota),
+            system_usage: Arc::new(SystemUsage::default),
+            clock: Clock::real(),
+            probe: Arc::new(ProcfsProbe),
+        }
+    }
+}
+
+impl std::fmt::Debug for ManagerParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerParts")
+            .field("quota_policy", &self.quota_policy.name())
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ResourceManager {
-    /// A manager with the native quota policy, the real clock and `/proc` for owner pids.
+    /// A manager with the default parts (see [`ManagerParts`]).
     pub fn new(opts: ManagerOptions, events: EventBus) -> Self {
-        Self::with_parts(
-            opts,
-            events,
-            Arc::new(MonotonicClock::default()),
-            Arc::new(ProcfsProbe),
-        )
+        Self::with_parts(opts, events, ManagerParts::default())
     }
 
-    /// A manager with an injected clock and process probe (tests).
-    pub fn with_parts(
-        opts: ManagerOptions,
-        events: EventBus,
-        clock: Arc<dyn Clock>,
-        probe: Arc<dyn ProcessProbe>,
-    ) -> Self {
+    /// A manager deciding through and reading `parts`.
+    pub fn with_parts(opts: ManagerOptions, events: EventBus, parts: ManagerParts) -> Self {
         ResourceManager {
             inner: Arc::new(Inner {
                 limits: opts.limits,
                 ledger: Mutex::new(Ledger::new()),
                 quotas: RwLock::default(),
                 alerted: Mutex::default(),
-                policy: RwLock::new(Arc::new(NativeQuota)),
-                system: RwLock::new(Arc::new(SystemUsage::default)),
+                policy: parts.quota_policy,
+                system: parts.system_usage,
                 rates: RateLimits::new(opts.requests_per_minute),
                 shed_below: AtomicU8::new(0),
                 events,
-                clock,
-                probe,
+                clock: parts.clock,
+                probe: parts.probe,
                 stats: Mutex::default(),
             }),
         }
-    }
-
-    /// Routes quota decisions through `policy` (the runtime's per-tenant resolver, or a
-    /// native policy).
-    pub fn set_quota_policy(&self, policy: Arc<dyn QuotaPolicy>) {
-        *self.inner.policy.write() = policy;
-    }
-
-    /// Where policies get the system usage they are shown.
-    pub fn set_system_usage(&self, f: impl Fn() -> SystemUsage + Send + Sync + 'static) {
-        *self.inner.system.write() = Arc::new(f);
     }
 
     /// The manager's clock, ms (allocation `created_ms` is on it).
@@ -204,8 +218,8 @@ impl ResourceManager {
         };
 
         // 2. Decide without the lock.
-        let policy = self.inner.policy.read().clone();
-        let system = (self.inner.system.read())();
+        let policy = self.inner.policy.clone();
+        let system = (self.inner.system)();
         let qreq = QuotaRequest {
             tenant: req.tenant.clone(),
             owner: req.owner.clone(),

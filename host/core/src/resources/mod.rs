@@ -14,6 +14,7 @@ pub use ledger::{Allocation, Ledger, Totals};
 pub use orphans::{ProcessProbe, ProcfsProbe, spawn_reaper};
 pub use ratelimit::{RateDecision, RateLimits};
 
+use crate::clock::Clock;
 use crate::events::{Event, EventBus, ReleaseReason};
 use crate::policy::{
     NativeQuota, QuotaDecision, QuotaPolicy, QuotaRequest, ResourceKind, SystemUsage, TenantState,
@@ -22,8 +23,7 @@ use hashbrown::HashMap;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// What went wrong with a resource request. Each message says what happened in terms a
 /// caller can act on.
@@ -234,49 +234,11 @@ pub struct ResourceStats {
     pub rate_limited: u64,
 }
 
-/// A monotonic millisecond clock; injectable so leases can be tested without sleeping.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Milliseconds since an arbitrary fixed start.
-    fn now_ms(&self) -> u64;
-}
-
-/// The real clock: milliseconds since the manager was created.
-#[derive(Debug)]
-pub struct MonotonicClock(Instant);
-
-impl Default for MonotonicClock {
-    fn default() -> Self {
-        MonotonicClock(Instant::now())
-    }
-}
-
-impl Clock for MonotonicClock {
-    fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64
-    }
-}
-
-/// A clock tests move by hand.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicU64);
-
-impl ManualClock {
-    /// Moves the clock forward.
-    pub fn advance(&self, ms: u64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// (tenant or `None` for global, kind, measured by telemetry rather than the ledger).
 type AlertKey = (Option<String>, ResourceKind, bool);
 
-type UsageFn = Arc<dyn Fn() -> SystemUsage + Send + Sync>;
+/// Where quota policies get the system usage they are shown.
+pub type SystemUsageFn = Arc<dyn Fn() -> SystemUsage + Send + Sync>;
 
 /// The resource manager. Cheap to clone.
 #[derive(Clone)]
@@ -299,18 +261,18 @@ struct Inner {
     quotas: RwLock<HashMap<(String, ResourceKind), u64>>,
     /// Highest alert threshold already announced per (tenant or global, kind, system?).
     alerted: Mutex<HashMap<AlertKey, u32>>,
-    policy: RwLock<Arc<dyn QuotaPolicy>>,
-    system: RwLock<UsageFn>,
+    policy: Arc<dyn QuotaPolicy>,
+    system: SystemUsageFn,
     rates: RateLimits,
     shed_below: AtomicU8,
     events: EventBus,
-    clock: Arc<dyn Clock>,
+    clock: Clock,
     probe: Arc<dyn ProcessProbe>,
     stats: Mutex<ResourceStats>,
 }
 
 mod manager;
-pub use manager::ManagerOptions;
+pub use manager::{ManagerOptions, ManagerParts};
 
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! a property test that the ledger never drifts under random operation sequences.
 
 use super::*;
+use crate::clock::ManualClock;
 use crate::events::{Envelope, EventBus};
 use proptest::prelude::*;
 
@@ -24,8 +25,14 @@ fn limits() -> GlobalLimits {
     }
 }
 
-fn manager() -> (ResourceManager, Arc<ManualClock>, Arc<FakeProbe>, EventBus) {
-    let clock = Arc::new(ManualClock::default());
+fn manager() -> (ResourceManager, ManualClock, Arc<FakeProbe>, EventBus) {
+    manager_with(Arc::new(NativeQuota))
+}
+
+fn manager_with(
+    quota_policy: Arc<dyn QuotaPolicy>,
+) -> (ResourceManager, ManualClock, Arc<FakeProbe>, EventBus) {
+    let clock = ManualClock::new();
     let probe = Arc::new(FakeProbe::default());
     let bus = EventBus::new();
     let m = ResourceManager::with_parts(
@@ -34,8 +41,12 @@ fn manager() -> (ResourceManager, Arc<ManualClock>, Arc<FakeProbe>, EventBus) {
             requests_per_minute: 60,
         },
         bus.clone(),
-        clock.clone(),
-        probe.clone(),
+        ManagerParts {
+            clock: clock.clock(),
+            probe: probe.clone(),
+            quota_policy,
+            ..ManagerParts::default()
+        },
     );
     (m, clock, probe, bus)
 }
@@ -170,21 +181,25 @@ impl QuotaPolicy for BadPreempt {
     }
     fn decide(
         &self,
-        _: &QuotaRequest,
+        r: &QuotaRequest,
         _: &TenantState,
         _: &SystemUsage,
         _: &[crate::policy::Holder],
     ) -> QuotaDecision {
-        QuotaDecision::Preempt(vec![1])
+        // Grants tenant a's setup request; for tenant b, names a's allocation.
+        if r.tenant == "b" {
+            QuotaDecision::Preempt(vec![1])
+        } else {
+            QuotaDecision::Grant
+        }
     }
 }
 
 #[test]
 fn a_policy_cannot_preempt_what_was_not_offered() {
-    let (m, ..) = manager();
+    let (m, ..) = manager_with(Arc::new(BadPreempt));
     m.set_quota("b", ResourceKind::Memory, Some(10)).unwrap();
     let other = m.allocate(req("a", ResourceKind::Memory, 5, 0)).unwrap();
-    m.set_quota_policy(Arc::new(BadPreempt));
     let err = m
         .allocate(req("b", ResourceKind::Memory, 20, 9))
         .unwrap_err();
@@ -214,8 +229,7 @@ impl QuotaPolicy for DenyAll {
 
 #[test]
 fn policy_denials_carry_the_policy_and_reason() {
-    let (m, ..) = manager();
-    m.set_quota_policy(Arc::new(DenyAll));
+    let (m, ..) = manager_with(Arc::new(DenyAll));
     let err = m.allocate(req("a", ResourceKind::Cpu, 1, 0)).unwrap_err();
     assert_eq!(
         err.to_string(),

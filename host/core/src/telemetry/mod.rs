@@ -17,7 +17,8 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-pub use counters::{Clock, ManualClock, RequestWindow};
+use crate::clock::Clock;
+pub use counters::RequestWindow;
 pub use procfs::{
     CgroupMemory, Pressure, Psi, PsiLine, fd_limit, open_fds, parse_cgroup_limit,
     parse_inactive_file, parse_psi, read_pressure,
@@ -169,7 +170,7 @@ impl Telemetry {
     }
 
     /// Like [`Telemetry::new`], with the counters' clock given (tests use a
-    /// [`ManualClock`] to move the sliding minute without sleeping).
+    /// [`crate::clock::ManualClock`] to move the sliding minute without sleeping).
     pub fn with_clock(mut source: Box<dyn TelemetrySource>, clock: Clock) -> Self {
         let first = source.sample();
         Telemetry {

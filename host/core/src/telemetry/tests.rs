@@ -1,4 +1,5 @@
 use super::*;
+use crate::clock::ManualClock;
 use std::path::Path;
 
 const PSI_FULL: &str = "some avg10=24.53 avg60=38.47 avg300=20.49 total=91556501\n\
@@ -141,13 +142,13 @@ fn sliding_minute_is_exact_under_concurrency() {
 #[test]
 fn telemetry_counters_follow_the_clock() {
     let clock = ManualClock::new();
-    let t = Telemetry::with_clock(Box::new(FakeSource::new()), Clock::Manual(clock.clone()));
+    let t = Telemetry::with_clock(Box::new(FakeSource::new()), clock.clock());
     t.record_request();
     t.record_requests(9);
-    clock.advance(45);
+    clock.advance(45_000);
     t.record_requests(5);
     assert_eq!(t.requests_per_minute(), 15);
-    clock.advance(15);
+    clock.advance(15_000);
     assert_eq!(t.requests_per_minute(), 5);
     let u = t.usage();
     assert_eq!(

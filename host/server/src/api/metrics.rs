@@ -77,7 +77,7 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-fn render(host: &crate::daemon::Host) -> String {
+fn render(host: &rmhost_core::host::Host) -> String {
     let u = host.telemetry.usage();
     let mut w = MetricsWriter::default();
     w.single(

@@ -17,10 +17,12 @@ mod system;
 pub use auth::{Authenticator, Caller};
 pub use error::ApiError;
 
-use crate::daemon::Host;
+use crate::daemon::Daemon;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
+use rmhost_core::host::Host;
+use rmhost_runtime::PolicyRuntime;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -29,6 +31,8 @@ use tokio::sync::watch;
 pub struct AppState {
     /// The host's managers.
     pub host: Arc<Host>,
+    /// The policies deciding for them.
+    pub runtime: PolicyRuntime,
     /// Token resolution.
     pub auth: Authenticator,
     /// Flips to true when the daemon shuts down (ends event streams).
@@ -43,10 +47,11 @@ impl FromRef<AppState> for Authenticator {
 
 /// The whole API. `stopping` ends long-lived responses (event streams) at shutdown so the
 /// server can drain.
-pub fn router(host: Arc<Host>, stopping: watch::Receiver<bool>) -> Router {
+pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
     let state = AppState {
-        auth: Authenticator::new(&host.config.auth),
-        host,
+        auth: Authenticator::new(&daemon.host.config.auth),
+        host: daemon.host.clone(),
+        runtime: daemon.runtime.clone(),
         stopping,
     };
     Router::new()

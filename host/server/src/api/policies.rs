@@ -34,7 +34,7 @@ fn kind(raw: &str) -> Result<PolicyKind, ApiError> {
 /// instance memory) and every binding. A tenant token sees the default bindings and its
 /// own.
 pub async fn list(State(s): State<AppState>, caller: Caller) -> Json<Value> {
-    let rt = &s.host.runtime;
+    let rt = &s.runtime;
     let mut bindings = rt.bindings();
     bindings.retain(|b| b.tenant.as_deref().is_none_or(|t| caller.may_access(t)));
     let mut policies = rt.list();
@@ -53,7 +53,6 @@ pub async fn get_one(
 ) -> Result<Json<Value>, ApiError> {
     let Path(name) = p?;
     let info = s
-        .host
         .runtime
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no policy named {name:?} is loaded")))?;
@@ -81,7 +80,7 @@ pub async fn bind_tenant(
     caller.admin()?;
     let k = kind(&k)?;
     let Json(b) = body?;
-    s.host.runtime.bind(Some(&tenant), k, Some(&b.policy))?;
+    s.runtime.bind(Some(&tenant), k, Some(&b.policy))?;
     Ok(Json(
         json!({"tenant": tenant, "kind": k, "policy": b.policy}),
     ))
@@ -96,7 +95,7 @@ pub async fn unbind_tenant(
     let Path((tenant, k)) = p?;
     caller.admin()?;
     let k = kind(&k)?;
-    s.host.runtime.bind(Some(&tenant), k, None)?;
+    s.runtime.bind(Some(&tenant), k, None)?;
     Ok(Json(json!({"tenant": tenant, "kind": k, "policy": null})))
 }
 
@@ -111,7 +110,7 @@ pub async fn bind_default(
     caller.admin()?;
     let k = kind(&k)?;
     let Json(b) = body?;
-    s.host.runtime.bind(None, k, Some(&b.policy))?;
+    s.runtime.bind(None, k, Some(&b.policy))?;
     Ok(Json(json!({"tenant": null, "kind": k, "policy": b.policy})))
 }
 
@@ -124,19 +123,17 @@ pub async fn unbind_default(
     let Path(k) = p?;
     caller.admin()?;
     let k = kind(&k)?;
-    s.host.runtime.bind(None, k, None)?;
+    s.runtime.bind(None, k, None)?;
     Ok(Json(json!({"tenant": null, "kind": k, "policy": null})))
 }
 
 /// `POST /v1/policies/reload` (admin): re-reads the watched directory now.
 pub async fn reload(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.admin()?;
-    let host = s.host.clone();
-    let dir = std::path::PathBuf::from(&host.config.policies.dir);
+    let runtime = s.runtime.clone();
+    let dir = std::path::PathBuf::from(&s.host.config.policies.dir);
     let outcomes = tokio::task::spawn_blocking(move || {
-        host.runtime
-            .reload_dir()
-            .or_else(|_| host.runtime.load_dir(&dir))
+        runtime.reload_dir().or_else(|_| runtime.load_dir(&dir))
     })
     .await
     .map_err(ApiError::internal)??;

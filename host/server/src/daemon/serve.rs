@@ -1,7 +1,7 @@
 //! Serving the API with graceful shutdown: stop accepting, end event streams, let
 //! in-flight requests finish within `shutdown_timeout_ms`, then return.
 
-use super::{Host, HostError};
+use super::{Daemon, DaemonError};
 use crate::api;
 use rmhost_core::config::Config;
 use rmhost_core::events::Event;
@@ -13,9 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Checks that serving `addr` is allowed by the auth settings.
-pub fn check_listen(config: &Config, addr: SocketAddr) -> Result<(), HostError> {
+pub fn check_listen(config: &Config, addr: SocketAddr) -> Result<(), DaemonError> {
     if !config.auth.is_set() && !addr.ip().is_loopback() {
-        return Err(HostError::InsecureListen { addr });
+        return Err(DaemonError::InsecureListen { addr });
     }
     Ok(())
 }
@@ -23,14 +23,15 @@ pub fn check_listen(config: &Config, addr: SocketAddr) -> Result<(), HostError> 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish for up to `shutdown_timeout_ms`, and returns.
 pub async fn serve(
-    host: Arc<Host>,
+    daemon: Arc<Daemon>,
     listener: TcpListener,
     shutdown: impl Future<Output = String> + Send + 'static,
-) -> Result<(), HostError> {
-    let addr = listener.local_addr().map_err(HostError::Serve)?;
+) -> Result<(), DaemonError> {
+    let host = daemon.host.clone();
+    let addr = listener.local_addr().map_err(DaemonError::Serve)?;
     check_listen(&host.config, addr)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let router = api::router(host.clone(), stop_rx.clone());
+    let router = api::router(daemon.clone(), stop_rx.clone());
     let background = host.spawn_background();
     host.set_ready(true);
     tracing::info!(%addr, "rmhost listening");
@@ -53,8 +54,8 @@ pub async fn serve(
         res = &mut server => {
             for t in background { t.abort(); }
             return match res {
-                Ok(r) => r.map_err(HostError::Serve),
-                Err(e) => Err(HostError::Serve(std::io::Error::other(e))),
+                Ok(r) => r.map_err(DaemonError::Serve),
+                Err(e) => Err(DaemonError::Serve(std::io::Error::other(e))),
             };
         }
     };

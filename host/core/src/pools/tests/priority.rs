@@ -58,9 +58,11 @@ impl PriorityPolicy for VipFirst {
 #[tokio::test]
 async fn the_bound_policy_ranks_and_sees_the_waiter() {
     pg_admin().await;
-    let (pools, _bus) = pg_manager(pg_settings(&unique("priority-policy"), 1));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    pools.set_priority_policy(Arc::new(VipFirst(seen.clone())));
+    let (pools, _bus) = pg_manager_with(
+        pg_settings(&unique("priority-policy"), 1),
+        Arc::new(VipFirst(seen.clone())),
+    );
     assert_eq!(pools.priority_policy().name(), "test:vip");
     // Under the native policy the priority-9 waiter would go first.
     let order = service_order(&pools, &[("p9", 9), ("p1", 1)]).await;

@@ -6,6 +6,7 @@ use crate::pools::{PoolManager, PoolsSettings, PostgresSettings, RecycleCheck, R
 use std::future::Future;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn pg_url() -> String {
@@ -79,10 +80,21 @@ pub fn redis_settings(url: &str, max: u32) -> RedisSettings {
 
 /// A manager with one Postgres pool `t`.
 pub fn pg_manager(s: PostgresSettings) -> (PoolManager, EventBus) {
+    pg_manager_with(s, Arc::new(crate::policy::NativePriority::default()))
+}
+
+/// A manager with one Postgres pool `t` whose waiters `policy` ranks.
+pub fn pg_manager_with(
+    s: PostgresSettings,
+    policy: Arc<dyn crate::policy::PriorityPolicy>,
+) -> (PoolManager, EventBus) {
     let mut settings = PoolsSettings::default();
     settings.postgres.insert("t".into(), s);
     let bus = EventBus::new();
-    (PoolManager::new(&settings, bus.clone()).unwrap(), bus)
+    (
+        PoolManager::with_priority(&settings, bus.clone(), policy).unwrap(),
+        bus,
+    )
 }
 
 /// A manager with one Redis pool `t`.

@@ -2,8 +2,8 @@
 //! global limits, memory pressure.
 
 use super::Host;
-use rmhost_core::health::{HealthCheck, HealthReport, HealthStatus};
-use rmhost_core::policy::PressureLevel;
+use crate::health::{HealthCheck, HealthReport, HealthStatus};
+use crate::policy::PressureLevel;
 
 impl Host {
     /// Every subsystem's checks, the worst deciding the status.

@@ -2,8 +2,8 @@
 //! the memory monitor and the leak scan.
 
 use super::Host;
-use rmhost_core::policy::ResourceKind as K;
-use rmhost_core::resources::spawn_reaper;
+use crate::policy::ResourceKind as K;
+use crate::resources::spawn_reaper;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -22,7 +22,7 @@ impl Host {
             ),
             self.spawn_limit_watch(sample),
             // Level changes are noticed at the sampling rate; the response repeats every
-            // health interval while pressure lasts (set in `Host::with_telemetry`).
+            // health interval while pressure lasts (`PressureConfig::respond_interval_ms`).
             self.memory.clone().spawn(sample),
         ];
         tasks.push(self.pools.spawn_maintenance());
@@ -92,7 +92,7 @@ impl Host {
     }
 
     /// One leak-detection round (also what `GET /v1/leaks?scan=true` runs).
-    pub fn leak_scan_once(&self) -> Vec<rmhost_core::memory::Leak> {
+    pub fn leak_scan_once(&self) -> Vec<crate::memory::Leak> {
         let t = self.uptime().as_millis() as u64;
         self.leaks
             .record("rss", t, self.telemetry.usage().memory.process_rss);
@@ -110,20 +110,7 @@ impl Host {
             .filter(|a| a.ttl_ms.is_none())
             .map(|a| (a.id, a.tenant, now.saturating_sub(a.created_ms)))
             .collect();
-        let instances: Vec<(String, Vec<u64>)> = {
-            let mut hist = self.instance_history.lock();
-            let live = self.policy_instance_memory();
-            hist.retain(|name, _| live.iter().any(|m| &m.name == name));
-            for m in live {
-                let series = hist.entry(m.name).or_default();
-                series.push(m.bytes);
-                // The window the heuristic looks at: the last hour at the default interval.
-                if series.len() > 120 {
-                    series.remove(0);
-                }
-            }
-            hist.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-        };
-        self.leaks.scan(&allocs, &instances)
+        self.leaks.record_instances(&self.policy_instance_memory());
+        self.leaks.scan(&allocs)
     }
 }
