@@ -46,7 +46,7 @@ pub struct SimArgs {
 }
 
 /// Loads Wasm eviction policies for `sim`; the binary supplies the runtime-backed loader.
-pub type WasmLoader<'a> = &'a dyn Fn(&std::path::Path) -> Result<Box<dyn EvictionPolicy>, String>;
+pub type WasmLoader<'a> = &'a dyn Fn(&std::path::Path) -> anyhow::Result<Box<dyn EvictionPolicy>>;
 
 /// `rmhost sim`.
 pub fn run_sim_cmd(args: &SimArgs, load_wasm: WasmLoader<'_>) -> anyhow::Result<i32> {
@@ -166,14 +166,16 @@ pub fn sim_with_runtime(args: &SimArgs) -> anyhow::Result<i32> {
             }
         }
     };
-    let load = |path: &std::path::Path| -> Result<Box<dyn EvictionPolicy>, String> {
-        let runtime = runtime.as_ref().ok_or("no runtime")?;
-        let info = runtime.load_file(path).map_err(|e| e.to_string())?;
+    let load = |path: &std::path::Path| -> anyhow::Result<Box<dyn EvictionPolicy>> {
+        let runtime = runtime
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no policy runtime"))?;
+        let info = runtime.load_file(path)?;
         if !info
             .kinds
             .contains(&rmhost_core::policy::PolicyKind::Eviction)
         {
-            return Err("does not export the eviction interface".into());
+            anyhow::bail!("does not export the eviction interface");
         }
         Ok(runtime.eviction_policy("sim", Some(&info.name)))
     };

@@ -5,7 +5,7 @@
 //! The bus never blocks a publisher: a slow subscriber lags and is told how many events it
 //! missed (tokio's broadcast semantics). A ring of recent events serves late joiners.
 
-use crate::policy::{PolicyKind, PressureLevel, ResourceKind};
+use crate::policy::{FaultKind, PolicyKind, PressureLevel, ResourceKind};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -156,6 +156,8 @@ pub enum Event {
         policy: String,
         /// Kind of the call.
         kind: PolicyKind,
+        /// What kind of fault.
+        fault: FaultKind,
         /// What went wrong.
         reason: String,
         /// Faults within the current window.

@@ -14,6 +14,7 @@
 //! | [`pools`] | PostgreSQL and Redis pools (cargo features `postgres`, `redis`): recycling, retry, breaker, health, ranked wait queue, metrics | decide waiter order itself |
 //! | [`events`] | the broadcast bus and the recent-events ring (audit log via tracing) | block a publisher |
 //! | [`health`] | the health report shape and its status rules | gather data itself |
+//! | [`invariant`] | the error of the ledger's and caches' self-checks | - |
 //! | [`host`] | [`host::Host`]: the managers composed in dependency order by [`host::HostBuilder`], background tasks, health | hold business logic |
 //!
 //! Embedding: `Host::builder(config).policies(provider).build()` gives every manager (see
@@ -21,11 +22,16 @@
 //! policy traits and [`host::PolicyProvider`]; the daemon (`rmhost-server`) serves the HTTP
 //! API over a [`host::Host`]; the `rmhost` binary adds the CLI.
 
+#![deny(missing_docs)]
+// Library code says what went wrong instead of panicking; tests may unwrap.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod clock;
 pub mod config;
 pub mod events;
 pub mod health;
 pub mod host;
+pub mod invariant;
 pub mod memory;
 pub mod policy;
 pub mod pools;

@@ -172,6 +172,16 @@ impl Limiter {
     }
 }
 
+/// The error a grow past the cap fails with; `version::fault` recognises it by type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("memory cap of {cap} bytes exceeded (asked for {asked})")]
+pub(crate) struct MemoryCapExceeded {
+    /// The instance's cap, bytes.
+    pub cap: usize,
+    /// The total it asked for, bytes.
+    pub asked: usize,
+}
+
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
@@ -183,10 +193,10 @@ impl ResourceLimiter for Limiter {
         // operator means by "64 MiB per instance".
         let total = self.memory_bytes - current.min(self.memory_bytes) + desired;
         if total > self.cap {
-            return Err(wasmtime::format_err!(
-                "memory cap of {} bytes exceeded (asked for {total})",
-                self.cap
-            ));
+            return Err(wasmtime::Error::new(MemoryCapExceeded {
+                cap: self.cap,
+                asked: total,
+            }));
         }
         let ok = self.inner.memory_growing(current, desired, maximum)?;
         if ok {

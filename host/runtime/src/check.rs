@@ -150,10 +150,10 @@ pub(crate) fn eviction_conformance(
     };
     let mut inst = match v.new_eviction() {
         Ok(i) => i,
-        Err(f) => return fail(rep, format!("instantiation failed: {}", f.0)),
+        Err(f) => return fail(rep, format!("instantiation failed: {f}")),
     };
     if let Err(f) = v.configure(&mut inst, 1 << 20, 256) {
-        return fail(rep, format!("configure failed: {}", f.0));
+        return fail(rep, format!("configure failed: {f}"));
     }
     let mut native = NativeLru::new();
     let mut rng = seed;
@@ -219,7 +219,7 @@ pub(crate) fn eviction_conformance(
             };
             let got = match v.observe(&mut inst, &batch, bytes, max) {
                 Ok(g) => g,
-                Err(f) => return fail(rep, format!("op {op}: {}", f.0)),
+                Err(f) => return fail(rep, format!("op {op}: {f}")),
             };
             let want = native.observe(&batch, bytes, max);
             batch.clear();

@@ -17,6 +17,10 @@
 //! policy's deadline (default 10 ms, plus one 1 ms epoch tick). Async callers must wrap
 //! resolver calls in `tokio::task::spawn_blocking` (or `block_in_place`).
 
+#![deny(missing_docs)]
+// Library code says what went wrong instead of panicking; tests may unwrap.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 mod adapters;
 mod bindings;
 mod check;

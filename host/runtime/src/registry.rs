@@ -511,18 +511,19 @@ impl Shared {
             }
             f.len() as u32
         };
-        tracing::warn!(policy = %slot.name, %kind, reason = %fault.0, in_window, "policy fault");
+        tracing::warn!(policy = %slot.name, %kind, reason = %fault, fault_kind = %fault.kind(), in_window, "policy fault");
         self.events.publish(Event::PolicyFault {
             policy: slot.name.to_string(),
             kind,
-            reason: fault.0.clone(),
+            fault: fault.kind(),
+            reason: fault.to_string(),
             faults_in_window: in_window,
         });
         if in_window >= self.opts.max_faults && !slot.quarantined.swap(true, Relaxed) {
             let reason = format!(
                 "{in_window} faults within {}; last: {}",
                 fmt_duration(self.opts.fault_window),
-                fault.0
+                fault
             );
             tracing::error!(policy = %slot.name, %reason, "policy quarantined");
             self.events.publish(Event::PolicyQuarantined {

@@ -15,21 +15,52 @@ use parking_lot::Mutex;
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store, Trap};
 
+use super::bindings::MemoryCapExceeded;
 use super::bindings::{InstanceEnv, StoreState, eviction, pressure, priority, quota};
 use super::convert;
 use super::engine::{self, Origin};
 use rmhost_core::policy::{
-    CacheStat, Holder, PolicyKind, PoolStat, PressureAction, PressureLevel, QuotaDecision,
-    QuotaRequest, SystemUsage, TenantState, Waiter,
+    CacheStat, FaultKind, Holder, PolicyKind, PoolStat, PressureAction, PressureLevel,
+    QuotaDecision, QuotaRequest, SystemUsage, TenantState, Waiter,
 };
 
 /// The deadline of instantiation, smoke calls and conformance runs (or the policy's own
 /// deadline when longer).
 pub(crate) const SETUP_DEADLINE: Duration = Duration::from_secs(1);
 
-/// Why a guest call did not produce a usable answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Fault(pub String);
+/// Why a guest call did not produce a usable answer. The message says it for a user; the
+/// [`FaultKind`] says it for code (events, metrics, tests).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Fault {
+    /// The call was interrupted at its deadline.
+    #[error("missed its deadline of {0:?}")]
+    Deadline(Duration),
+    /// The instance asked for more memory than its cap.
+    #[error("exceeded its memory cap of {0} bytes")]
+    MemoryCap(usize),
+    /// The guest trapped.
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// The answer breaks the contract.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    /// No instance could be made (or the kind is not exported).
+    #[error("cannot instantiate: {0}")]
+    Instantiate(String),
+}
+
+impl Fault {
+    /// What kind of fault this is.
+    pub(crate) fn kind(&self) -> FaultKind {
+        match self {
+            Fault::Deadline(_) => FaultKind::Deadline,
+            Fault::MemoryCap(_) => FaultKind::MemoryCap,
+            Fault::Trap(_) => FaultKind::Trap,
+            Fault::Malformed(_) => FaultKind::MalformedAnswer,
+            Fault::Instantiate(_) => FaultKind::Instantiate,
+        }
+    }
+}
 
 /// The export name of each kind's interface.
 pub(crate) fn export_name(kind: PolicyKind) -> &'static str {
@@ -254,7 +285,9 @@ impl PolicyVersion {
             .as_ref()
             .ok_or_else(|| no_kind(PolicyKind::Eviction))?;
         let mut store = self.store();
-        let bindings = pre.instantiate(&mut store).map_err(|e| fault(self, e))?;
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(|e| instantiate_fault(self, e))?;
         Ok(Inst { store, bindings })
     }
 
@@ -277,8 +310,8 @@ impl PolicyVersion {
                 .call_observe(s, events, bytes, max_count)
         })?;
         if ids.len() > max_count as usize {
-            return Err(Fault(format!(
-                "malformed answer: {} victims where at most {max_count} were allowed",
+            return Err(Fault::Malformed(format!(
+                "{} victims where at most {max_count} were allowed",
                 ids.len()
             )));
         }
@@ -368,7 +401,7 @@ impl PolicyVersion {
     ) -> Result<(R, usize), Fault> {
         if slot.is_none() {
             let mut store = self.store();
-            let bindings = make(&mut store).map_err(|e| fault(self, e))?;
+            let bindings = make(&mut store).map_err(|e| instantiate_fault(self, e))?;
             *slot = Some(Inst { store, bindings });
         }
         let inst = slot.as_mut().expect("instance created above");
@@ -399,7 +432,7 @@ impl PolicyVersion {
         let mut timed = |t: Instant| {
             inst_time.get_or_insert(t.elapsed());
         };
-        let fail = |k: PolicyKind, f: Fault| format!("smoke call to {k} failed: {}", f.0);
+        let fail = |k: PolicyKind, f: Fault| format!("smoke call to {k} failed: {f}");
         if self.eviction.is_some() {
             let t = Instant::now();
             let mut inst = self
@@ -484,36 +517,39 @@ fn check_preempt(d: &QuotaDecision, preemptible: &[Holder]) -> Result<(), Fault>
         return Ok(());
     };
     if ids.is_empty() {
-        return Err(Fault(
-            "malformed answer: a preempt naming no allocation".into(),
-        ));
+        return Err(Fault::Malformed("a preempt naming no allocation".into()));
     }
     match ids
         .iter()
         .find(|id| !preemptible.iter().any(|h| h.allocation == **id))
     {
-        Some(id) => Err(Fault(format!(
-            "malformed answer: preempt of allocation {id}, which was not offered as preemptible"
+        Some(id) => Err(Fault::Malformed(format!(
+            "preempt of allocation {id}, which was not offered as preemptible"
         ))),
         None => Ok(()),
     }
 }
 
 fn no_kind(kind: PolicyKind) -> Fault {
-    Fault(format!("the policy does not export {kind}"))
+    Fault::Instantiate(format!("the policy does not export {kind}"))
 }
 
 /// Describes a failed call: a missed deadline, the memory cap, or a trap.
 fn fault(v: &PolicyVersion, e: wasmtime::Error) -> Fault {
     if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-        return Fault(format!("missed its deadline of {:?}", v.deadline));
+        return Fault::Deadline(v.deadline);
     }
-    let text = format!("{e:#}");
-    if text.contains("memory cap") {
-        return Fault(format!(
-            "exceeded its memory cap of {} bytes",
-            v.env.memory_cap
-        ));
+    if let Some(cap) = e.downcast_ref::<MemoryCapExceeded>() {
+        return Fault::MemoryCap(cap.cap);
     }
-    Fault(format!("trapped: {}", text.replace('\n', " ")))
+    Fault::Trap(format!("{e:#}").replace('\n', " "))
+}
+
+/// Instantiation failed: a trap in a start function, the memory cap, or the pooling
+/// allocator full.
+fn instantiate_fault(v: &PolicyVersion, e: wasmtime::Error) -> Fault {
+    match fault(v, e) {
+        Fault::Trap(t) => Fault::Instantiate(t),
+        other => other,
+    }
 }

@@ -8,5 +8,9 @@
 //!
 //! The managers come from `rmhost-core`, the Wasm policies from `rmhost-runtime`.
 
+#![deny(missing_docs)]
+// Library code says what went wrong instead of panicking; tests may unwrap.
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod api;
 pub mod daemon;

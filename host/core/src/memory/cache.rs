@@ -34,6 +34,7 @@ pub use super::cache_config::{CacheConfig, CacheStats};
 use super::core::{CoreConfig, PolicyCore, RemovalCause, Victim};
 use super::hitbuf::{DRAIN_AT, HitRing};
 use crate::clock::Clock;
+use crate::invariant::InvariantViolation;
 use crate::policy::EvictionPolicy;
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
@@ -532,34 +533,37 @@ where
 
     /// Checks storage against the policy-side accounting (tests, debugging): every entry's
     /// id is live with its hash, and entry count and bytes agree.
-    pub fn check_consistency(&self) -> Result<(), String> {
+    pub fn check_consistency(&self) -> Result<(), InvariantViolation> {
         let core = self.core.lock();
         let mut n = 0u64;
         let mut bytes = 0u64;
         for s in self.shards.iter() {
             for e in s.map.read().iter() {
-                let slot = core
-                    .slot(e.id)
-                    .ok_or_else(|| format!("entry with id {} has no live slot", e.id))?;
+                let slot = core.slot(e.id).ok_or_else(|| {
+                    InvariantViolation(format!("entry with id {} has no live slot", e.id))
+                })?;
                 if slot.hash != e.hash || slot.generation != e.generation {
-                    return Err(format!("slot {} does not match its entry", e.id));
+                    return Err(InvariantViolation(format!(
+                        "slot {} does not match its entry",
+                        e.id
+                    )));
                 }
                 n += 1;
                 bytes += slot.size;
             }
         }
         if n != core.live || bytes != core.bytes {
-            return Err(format!(
+            return Err(InvariantViolation(format!(
                 "storage holds {n} entries / {bytes} bytes, accounting says {} / {}",
                 core.live, core.bytes
-            ));
+            )));
         }
         if core.bytes > core.capacity() {
-            return Err(format!(
+            return Err(InvariantViolation(format!(
                 "{} bytes over capacity {}",
                 core.bytes,
                 core.capacity()
-            ));
+            )));
         }
         Ok(())
     }

@@ -209,6 +209,41 @@ impl FromStr for PolicyKind {
     }
 }
 
+/// Why a policy call was not used: the kind of a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access).
+    Trap,
+    /// The call ran past its deadline and was interrupted.
+    Deadline,
+    /// The instance tried to grow its memory past the cap.
+    MemoryCap,
+    /// The call returned, but its answer breaks the contract.
+    MalformedAnswer,
+    /// A new instance could not be created.
+    Instantiate,
+}
+
+impl FaultKind {
+    /// The snake_case name used in events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Trap => "trap",
+            FaultKind::Deadline => "deadline",
+            FaultKind::MemoryCap => "memory_cap",
+            FaultKind::MalformedAnswer => "malformed_answer",
+            FaultKind::Instantiate => "instantiate",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 // ---- quota -------------------------------------------------------------------------------
 
 /// An allocation request, as a quota policy sees it.

@@ -2,6 +2,7 @@
 //! in step. It is plain data with no locking, clock or policy, so the property tests can
 //! drive it directly; `ResourceManager` wraps it in a lock and adds decisions and events.
 
+use crate::invariant::InvariantViolation;
 use crate::policy::{Holder, ResourceKind};
 use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
@@ -235,7 +236,7 @@ impl Ledger {
 
     /// Recomputes every total from the live allocations and compares: the invariant the
     /// property tests check after each step.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let mut totals: HashMap<(String, ResourceKind), Totals> = HashMap::new();
         let mut global = [Totals::default(); 5];
         for a in self.allocs.values() {
@@ -249,27 +250,30 @@ impl Ledger {
                 .get(&a.tenant)
                 .is_some_and(|s| s.contains(&a.id))
             {
-                return Err(format!("allocation {} missing from its tenant index", a.id));
+                return Err(InvariantViolation(format!(
+                    "allocation {} missing from its tenant index",
+                    a.id
+                )));
             }
         }
         if totals != self.totals {
-            return Err(format!(
+            return Err(InvariantViolation(format!(
                 "tenant totals drifted: {:?} vs {:?}",
                 self.totals, totals
-            ));
+            )));
         }
         if global != self.global {
-            return Err(format!(
+            return Err(InvariantViolation(format!(
                 "global totals drifted: {:?} vs {:?}",
                 self.global, global
-            ));
+            )));
         }
         let indexed: usize = self.by_tenant.values().map(|s| s.len()).sum();
         if indexed != self.allocs.len() {
-            return Err(format!(
+            return Err(InvariantViolation(format!(
                 "tenant index holds {indexed} ids for {} allocations",
                 self.allocs.len()
-            ));
+            )));
         }
         Ok(())
     }

@@ -577,7 +577,7 @@ impl ResourceManager {
     }
 
     /// Runs the ledger's self-check (tests and debugging).
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self) -> Result<(), crate::invariant::InvariantViolation> {
         self.inner.ledger.lock().check_invariants()
     }
 }

@@ -444,7 +444,8 @@ proptest! {
                 Op::Quota { tenant, limit } => { m.set_quota(&format!("t{tenant}"), ResourceKind::Memory, limit).unwrap(); }
                 _ => {}
             }
-            m.check_invariants().map_err(TestCaseError::fail)?;
+            m.check_invariants()
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let u = m.usage();
             for k in &u.global {
                 prop_assert!(k.used <= k.limit.unwrap(), "global {} over its limit", k.kind);
