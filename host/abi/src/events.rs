@@ -1,6 +1,6 @@
 //! The packed eviction-event encoding of `wit/policy.wit`: three u64 per event,
 //! `[id, size, at_ms << 16 | kind << 8 | priority]`. Packed because the canonical ABI copies
-//! a `list<u64>` in bulk but lowers a list of records field by field (TOOLCHAIN.md).
+//! a `list<u64>` in bulk but lowers a list of records field by field (docs/measurements.md).
 
 /// What happened to a cache entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

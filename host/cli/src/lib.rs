@@ -2,6 +2,15 @@
 //! daemon (`report`, `health`, ...), plus `config print`. Exit codes scripts can rely on:
 //! 0 success, 1 failure (or degraded for `health`), 2 bad usage or config (or unhealthy
 //! for `health`), 3 daemon unreachable.
+//!
+//! # Map
+//! | module | owns |
+//! |---|---|
+//! | `run` | `rmhost run`: the daemon (`rmhost_server::daemon`) |
+//! | `config_cmd` | `rmhost config print / hash-token`, loading the config for every verb |
+//! | `client` | the HTTP client of the daemon's API, its errors and exit codes |
+//! | `report`, `policy`, `memory`, `profile` | the client verbs (and offline `sim`) |
+//! | `monitor` | the `rmhost monitor` TUI (ratatui) |
 
 mod client;
 mod config_cmd;

@@ -1,7 +1,7 @@
 //! Cache throughput: get-or-insert on Zipf 1.0 over 100k keys, capacity 10k entries, at 1
 //! and 2 threads: rmhost `Cache` (NativeLru, default config: 1% headroom, batches of 256)
 //! next to quick_cache and moka (sync) in the same run. Prints ops/s, the ratio to
-//! quick_cache, and hit ratios. Asserts nothing (ANCHORS.md: quote ratios, the machine is
+//! quick_cache, and hit ratios. Asserts nothing (docs/measurements.md: quote ratios, the machine is
 //! noisy). With `policies/` built, also the Wasm LRU, FIFO and S3-FIFO through the same
 //! cache, with the ratio of the Wasm LRU to the native LRU (target: 0.8x or more).
 //! Run: `cargo bench --bench cache`.

@@ -3,7 +3,7 @@
 //! One `bindgen!` per world, because a component may export any subset of the four kinds
 //! and each `{World}Pre` type-checks exactly one export. The quota world is generated first
 //! (it imports both `host` and `types`); the other worlds map those interfaces onto it with
-//! `with:`, so there is one `Host` implementation and one `usage` type (TOOLCHAIN.md).
+//! `with:`, so there is one `Host` implementation and one `usage` type (docs/measurements.md).
 //!
 //! Nothing here leaves `runtime/`: the rest of the host sees `rmhost_core::policy` types only
 //! (conversions in `convert.rs`).

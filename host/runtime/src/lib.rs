@@ -10,8 +10,8 @@
 //! Map: `bindings` (bindgen + host imports + limits), `convert` (WIT <-> domain types),
 //! `engine` (engine, epoch ticker, artifact cache), `version` (one loaded version, guarded
 //! calls, validation), `registry` (policies, bindings, faults, quarantine), `adapters`
-//! (the trait implementations), `check` (`rmhost policy check`), `watch` (hot reload),
-//! `stats`.
+//! (the trait implementations), `provider` (the runtime as the host's `PolicyProvider`),
+//! `check` (`rmhost policy check`), `watch` (hot reload), `stats`.
 //!
 //! **Blocking**: every guest call is synchronous and may block its thread for up to the
 //! policy's deadline (default 10 ms, plus one 1 ms epoch tick). Async callers must wrap

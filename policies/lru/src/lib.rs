@@ -7,7 +7,7 @@
 //! tail towards the head until enough bytes are freed or `max_count` ids are chosen, and
 //! stay linked until the host's remove events arrive.
 //!
-//! Why it looks the way it does (TOOLCHAIN.md): in Wasm the guest's own work is what keeps
+//! Why it looks the way it does (docs/measurements.md): in Wasm the guest's own work is what keeps
 //! the policy from the native LRU's throughput, so the hot path touches one array of
 //! 24-byte nodes (no hashing, no parallel arrays), the per-event helpers are inlined, and
 //! growing the array is a cold out-of-line path.

@@ -15,7 +15,7 @@ use toml::{Table, Value};
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Source {
-    /// The built-in default (the seed's).
+    /// The built-in default (the original system's).
     Default,
     /// The config file.
     File(PathBuf),
@@ -105,7 +105,7 @@ impl Loaded {
     }
 }
 
-/// The seed's environment variables and the keys they set.
+/// The original system's environment variables and the keys they set.
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("MAX_MEMORY_MB", "limits.max_memory_mb"),
     ("MAX_CPU_PERCENT", "limits.max_cpu_percentage"),

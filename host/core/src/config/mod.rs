@@ -1,9 +1,15 @@
-//! Configuration: `rmhost.toml`, the seed's environment variables and CLI flags, layered
+//! Configuration: `rmhost.toml`, the original system's environment variables and CLI flags, layered
 //! into one typed [`Config`], with a record of where every value came from.
 //!
-//! Precedence, lowest first: defaults (the seed's `ResourceConfig`) < the file < the
+//! Precedence, lowest first: defaults (the original system's `ResourceConfig`) < the file < the
 //! environment < CLI overrides. [`load`] applies the layers and validates the result;
 //! [`render`] prints it for `rmhost config print` with each key's source.
+//!
+//! "The original system" is the resource manager rmhost replaces: its configuration names
+//! are kept so its deployments move over unchanged — the `ResourceConfig` fields (`limits`,
+//! `connectionPools.database` / `.redis`, `memory`, as snake_case keys here) and its
+//! environment variables (`MAX_MEMORY_MB`, `DB_POOL_MAX`, `REDIS_URL`, `METRICS_INTERVAL`,
+//! ...; the full table is in `load.rs`).
 //!
 //! This module owns parsing and validation only. It reads no process state by itself: the
 //! environment is passed in (see [`process_env`]) so tests never touch the real one.
@@ -63,7 +69,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 /// The file name looked for when none is given.
 pub const DEFAULT_FILE: &str = "rmhost.toml";
 
-/// The whole configuration. `Default` is the seed system's defaults.
+/// The whole configuration. `Default` is the original system's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -85,7 +91,7 @@ pub struct Config {
     pub policies: Policies,
     /// Per-tenant quotas, by tenant name.
     pub tenants: BTreeMap<String, TenantQuota>,
-    /// Named connection pools: `[pools.postgres.NAME]`, `[pools.redis.NAME]` (the seed's
+    /// Named connection pools: `[pools.postgres.NAME]`, `[pools.redis.NAME]` (the original system's
     /// `DATABASE_URL` / `REDIS_URL` define the pools named `main`).
     pub pools: crate::pools::PoolsSettings,
 }
@@ -119,7 +125,7 @@ impl Config {
     }
 }
 
-/// Host-wide limits (the seed's `limits`).
+/// Host-wide limits (the original system's `limits`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -147,7 +153,7 @@ impl Default for Limits {
     }
 }
 
-/// The seed's `connectionPools`.
+/// The original system's `connectionPools`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectionPools {

@@ -23,7 +23,7 @@ fn file() -> &'static Path {
 }
 
 #[test]
-fn defaults_are_the_seeds() {
+fn defaults_are_the_original_systems() {
     let c = Config::default();
     assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
     assert_eq!(c.shutdown_timeout_ms, 10_000);
@@ -278,7 +278,7 @@ fn env_overrides_file_and_cli_overrides_env() {
         loaded.source("limits.max_connections"),
         &Source::File("rmhost.toml".into())
     );
-    // Every seed variable maps to a known leaf.
+    // Every original-system variable maps to a known leaf.
     for (var, key) in ENV_VARS {
         let path = schema::split_dotted(key).unwrap();
         assert!(

@@ -245,7 +245,7 @@ fn pool_settings(config: &Config) -> crate::pools::PoolsSettings {
     ps.health_check_interval_ms = config.monitoring.health_check_interval_ms;
     let db = &config.connection_pools.database;
     if let Some(url) = &db.url {
-        ps.apply_seed_postgres(
+        ps.apply_main_postgres(
             url,
             db.min,
             db.max,
@@ -255,7 +255,7 @@ fn pool_settings(config: &Config) -> crate::pools::PoolsSettings {
     }
     let r = &config.connection_pools.redis;
     if let Some(url) = &r.url {
-        ps.apply_seed_redis(url, r.min, r.max, r.acquire_timeout_ms);
+        ps.apply_main_redis(url, r.min, r.max, r.acquire_timeout_ms);
     }
     ps
 }

@@ -97,7 +97,7 @@ pub struct CacheBytes {
 }
 
 /// A registry-managed cache: string keys with sizes, and optionally a value (the
-/// daemon's `PUT /v1/caches/{name}/entries/{key}` may carry one; the seed's accounting
+/// daemon's `PUT /v1/caches/{name}/entries/{key}` may carry one; the original system's accounting
 /// mode carries none).
 pub type AccountingCache = Cache<String, Option<Arc<str>>>;
 
@@ -252,7 +252,7 @@ impl CacheRegistry {
             .ok_or_else(|| CacheError::NotFound(cache.to_string()))
     }
 
-    /// Accounts an entry of `size` bytes (the seed's `addCacheEntry`). Returns whether it
+    /// Accounts an entry of `size` bytes (the original system's `addCacheEntry`). Returns whether it
     /// is held afterwards (false: larger than the cache or not admitted by the policy).
     pub fn add_cache_entry(
         &self,

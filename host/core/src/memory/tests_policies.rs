@@ -113,7 +113,7 @@ fn every_builtin_is_covered_above() {
     );
 }
 
-/// libCacheSim (ANCHORS.md), Zipf 1.0, 1M requests over 100k objects, seed 42, at 800 and
+/// libCacheSim (docs/measurements.md), Zipf 1.0, 1M requests over 100k objects, seed 42, at 800 and
 /// 8000 objects: W-TinyLFU 0.421 / 0.237, LRU 0.515 / 0.287. Ours keys the sketch per
 /// residency (ids are reused, no key in the contract): measured 0.428 / 0.245.
 #[test]

@@ -473,7 +473,7 @@ pub struct Pooled<B: Backend> {
 }
 
 impl<B: Backend> Pooled<B> {
-    /// Gives the connection back (the seed's `release`; dropping does the same).
+    /// Gives the connection back (the original system's `release`; dropping does the same).
     pub fn release(self) {}
 
     /// Closes the connection instead of returning it: for a caller that saw it fail.

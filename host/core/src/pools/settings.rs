@@ -16,9 +16,9 @@
 //! url = "redis://127.0.0.1:6379"
 //! max = 8
 //! ```
-//! The seed's `connection_pools.database` / `.redis` (and `DATABASE_URL`, `DB_POOL_*`,
+//! The original system's `connection_pools.database` / `.redis` (and `DATABASE_URL`, `DB_POOL_*`,
 //! `REDIS_URL`, `REDIS_POOL_*`) define the pools named `main`: see
-//! [`PoolsSettings::apply_seed_postgres`] and [`PoolsSettings::apply_seed_redis`].
+//! [`PoolsSettings::apply_main_postgres`] and [`PoolsSettings::apply_main_redis`].
 
 use super::error::SettingsError;
 use serde::{Deserialize, Serialize};
@@ -31,7 +31,7 @@ use std::time::Duration;
 pub struct PoolsSettings {
     /// How often each pool pings an idle connection, keeps `min` warm and closes idle
     /// connections past `idle_timeout_ms`. Not a key of its own: the host sets it from
-    /// `monitoring.health_check_interval_ms` (the seed's `HEALTH_CHECK_INTERVAL`).
+    /// `monitoring.health_check_interval_ms` (the original system's `HEALTH_CHECK_INTERVAL`).
     #[serde(skip)]
     pub health_check_interval_ms: u64,
     /// `[pools.postgres.NAME]`.
@@ -144,7 +144,7 @@ pub struct PostgresSettings {
 
 impl Default for PostgresSettings {
     fn default() -> Self {
-        // HikariCP-like defaults, with the seed's pool size and idle timeout.
+        // HikariCP-like defaults, with the original system's pool size and idle timeout.
         PostgresSettings {
             url: String::new(),
             min: 2,
@@ -230,8 +230,8 @@ fn nonzero(ms: u64) -> Option<Duration> {
 }
 
 impl PostgresSettings {
-    /// The seed's `connection_pools.database`, as the pool `main`.
-    pub fn from_seed(
+    /// The original system's `connection_pools.database`, as the pool `main`.
+    pub fn from_url(
         url: &str,
         min: u32,
         max: u32,
@@ -265,8 +265,8 @@ impl PostgresSettings {
 }
 
 impl RedisSettings {
-    /// The seed's `connection_pools.redis`, as the pool `main`.
-    pub fn from_seed(url: &str, min: u32, max: u32, acquire_timeout_ms: u64) -> Self {
+    /// The original system's `connection_pools.redis`, as the pool `main`.
+    pub fn from_url(url: &str, min: u32, max: u32, acquire_timeout_ms: u64) -> Self {
         RedisSettings {
             url: url.to_string(),
             min,
@@ -293,11 +293,11 @@ impl RedisSettings {
 }
 
 impl PoolsSettings {
-    /// Defines (or overrides the seed's fields of) the Postgres pool `main` from the
-    /// seed's `connection_pools.database`. The seed layer (env `DATABASE_URL`,
+    /// Defines the Postgres pool `main` (or overrides the fields the original system has) from the
+    /// original system's `connection_pools.database`. That layer (env `DATABASE_URL`,
     /// `DB_POOL_*`) wins over `[pools.postgres.main]` for the five fields it has; the
     /// other fields keep their `[pools.postgres.main]` values.
-    pub fn apply_seed_postgres(
+    pub fn apply_main_postgres(
         &mut self,
         url: &str,
         min: u32,
@@ -313,10 +313,10 @@ impl PoolsSettings {
         p.idle_timeout_ms = idle_timeout_ms;
     }
 
-    /// Defines (or overrides the seed's fields of) the Redis pool `main` from the seed's
+    /// Defines (or overrides the original system's fields of) the Redis pool `main` from the original system's
     /// `connection_pools.redis` (`REDIS_URL`, `REDIS_POOL_*`); see
-    /// [`PoolsSettings::apply_seed_postgres`].
-    pub fn apply_seed_redis(&mut self, url: &str, min: u32, max: u32, acquire_timeout_ms: u64) {
+    /// [`PoolsSettings::apply_main_postgres`].
+    pub fn apply_main_redis(&mut self, url: &str, min: u32, max: u32, acquire_timeout_ms: u64) {
         let r = self.redis.entry("main".to_string()).or_default();
         r.url = url.to_string();
         r.min = min;

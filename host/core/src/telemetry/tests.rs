@@ -249,7 +249,7 @@ fn percentage_math() {
 }
 
 #[test]
-fn usage_json_has_the_seed_shape() {
+fn usage_json_has_the_original_systems_shape() {
     let fake = FakeSource::new().with_memory(1, 2).with_memory_psi(3.5);
     let t = Telemetry::new(Box::new(fake));
     let v = serde_json::to_value(t.usage()).unwrap();

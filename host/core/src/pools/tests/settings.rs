@@ -1,5 +1,5 @@
 //! Settings (no server): TOML shape and defaults, unknown keys rejected, validation
-//! messages that name the key and the value, and the seed's `main` pools.
+//! messages that name the key and the value, and the original system's `main` pools.
 
 use crate::events::EventBus;
 use crate::pools::{PoolManager, PoolsSettings, RecycleCheck, redact};
@@ -75,11 +75,11 @@ fn validation_names_the_key_and_the_value() {
 }
 
 #[test]
-fn the_seed_defines_the_main_pools_and_wins_over_the_file() {
+fn database_and_redis_urls_define_the_main_pools_and_win_over_the_file() {
     let mut s =
         parse("[postgres.main]\nurl = \"postgres://file@y/z\"\nmax_lifetime_ms = 7\n").unwrap();
-    s.apply_seed_postgres("postgres://env@y/z", 3, 30, 1_000, 2_000);
-    s.apply_seed_redis("redis://env", 1, 4, 500);
+    s.apply_main_postgres("postgres://env@y/z", 3, 30, 1_000, 2_000);
+    s.apply_main_redis("redis://env", 1, 4, 500);
     let pg = &s.postgres["main"];
     assert_eq!(pg.url, "postgres://env@y/z");
     assert_eq!(
@@ -88,7 +88,7 @@ fn the_seed_defines_the_main_pools_and_wins_over_the_file() {
     );
     assert_eq!(
         pg.max_lifetime_ms, 7,
-        "fields the seed lacks keep the file's value"
+        "fields the original system lacks keep the file's value"
     );
     assert_eq!(s.redis["main"].max, 4);
     s.validate().unwrap();
