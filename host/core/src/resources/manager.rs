@@ -255,15 +255,51 @@ impl ResourceManager {
                 });
             }
             QuotaDecision::Preempt(ids) => {
+                // Only what was offered may go, and only if it is still what was offered.
+                // Nothing is released until the grant is known to fit: preemption is
+                // atomic with the grant (victims go together with it, or not at all).
+                let mut victims: Vec<u64> = Vec::new();
                 for id in ids {
-                    // Only what was offered may go, and only if it is still what was offered.
-                    if !offered.iter().any(|h| h.allocation == id) {
+                    if victims.contains(&id) || !offered.iter().any(|h| h.allocation == id) {
                         continue;
                     }
                     let still = ledger.get(id).is_some_and(|a| {
                         a.tenant == req.tenant && a.kind == req.kind && a.priority < req.priority
                     });
-                    if still && let Some(a) = ledger.remove(id) {
+                    if still {
+                        victims.push(id);
+                    }
+                }
+                let freed: u64 = victims
+                    .iter()
+                    .filter_map(|id| ledger.get(*id))
+                    .fold(0u64, |s, a| s.saturating_add(a.amount));
+                let t = ledger.tenant_totals(&req.tenant, req.kind);
+                let after = t.used.saturating_sub(freed).saturating_add(req.amount);
+                let global_after = ledger
+                    .global_used(req.kind)
+                    .saturating_sub(freed)
+                    .saturating_add(req.amount);
+                if quota.is_some_and(|q| after > q) {
+                    drop(ledger);
+                    return Err(ResourceError::QuotaExceeded {
+                        tenant: req.tenant.clone(),
+                        kind: req.kind,
+                        used: t.used,
+                        requested: req.amount,
+                        limit: quota.unwrap_or(u64::MAX),
+                    });
+                }
+                if global_after > global_limit {
+                    return Err(ResourceError::LimitExceeded {
+                        kind: req.kind,
+                        used: ledger.global_used(req.kind),
+                        requested: req.amount,
+                        limit: global_limit,
+                    });
+                }
+                for id in victims {
+                    if let Some(a) = ledger.remove(id) {
                         preempted.push(a);
                     }
                 }
@@ -273,9 +309,9 @@ impl ResourceManager {
         let fits_quota = quota.is_none_or(|q| t.used.saturating_add(req.amount) <= q);
         let global_ok = self.check_global(&ledger, req);
         if !fits_quota || global_ok.is_err() {
-            // Preempted allocations are gone either way; say so before refusing.
+            // Only a plain grant reaches here (a preemption that does not fit returned
+            // above, before releasing anything): the ledger moved since the policy looked.
             drop(ledger);
-            self.publish_preempted(&preempted);
             global_ok?;
             return Err(ResourceError::QuotaExceeded {
                 tenant: req.tenant.clone(),

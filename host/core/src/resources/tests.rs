@@ -455,3 +455,48 @@ proptest! {
         }
     }
 }
+
+#[derive(Debug)]
+struct PreemptTooLittle;
+impl QuotaPolicy for PreemptTooLittle {
+    fn name(&self) -> &str {
+        "too-little"
+    }
+    fn decide(
+        &self,
+        _: &QuotaRequest,
+        _: &TenantState,
+        _: &SystemUsage,
+        offered: &[crate::policy::Holder],
+    ) -> QuotaDecision {
+        // Names only the first offered holder, whatever the request needs.
+        match offered.first() {
+            Some(h) => QuotaDecision::Preempt(vec![h.allocation]),
+            None => QuotaDecision::Grant,
+        }
+    }
+}
+
+#[test]
+fn a_preemption_that_frees_too_little_releases_nothing() {
+    let (m, _, _, bus) = manager_with(Arc::new(PreemptTooLittle));
+    m.set_quota("a", ResourceKind::Memory, Some(100)).unwrap();
+    let small = m.allocate(req("a", ResourceKind::Memory, 10, 1)).unwrap();
+    let big = m.allocate(req("a", ResourceKind::Memory, 80, 1)).unwrap();
+    // 95 more needs 85 freed; the policy offers up the 10-byte one only.
+    let err = m
+        .allocate(req("a", ResourceKind::Memory, 95, 9))
+        .unwrap_err();
+    assert!(matches!(err, ResourceError::QuotaExceeded { .. }), "{err}");
+    assert!(m.get(small.id).is_some(), "the victim must not be released");
+    assert!(m.get(big.id).is_some());
+    assert_eq!(m.stats().preempted, 0);
+    assert!(!names(&bus).contains(&"ResourceReleased"));
+    assert_eq!(m.tenant_usage("a").kinds[0].used, 90);
+    m.check_invariants().unwrap();
+    // A request the same victim does cover goes through, victim and grant together.
+    let ok = m.allocate(req("a", ResourceKind::Memory, 15, 9)).unwrap();
+    assert!(m.get(small.id).is_none());
+    assert!(m.get(ok.id).is_some());
+    m.check_invariants().unwrap();
+}
