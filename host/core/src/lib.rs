@@ -14,6 +14,7 @@
 //! | [`pools`] | PostgreSQL and Redis pools (cargo features `postgres`, `redis`): recycling, retry, breaker, health, ranked wait queue, metrics | decide waiter order itself |
 //! | [`events`] | the broadcast bus and the recent-events ring (audit log via tracing) | block a publisher |
 //! | [`health`] | the health report shape and its status rules | gather data itself |
+//! | [`limits`] | the bounds on client- and policy-supplied strings and sizes | - |
 //! | [`invariant`] | the error of the ledger's and caches' self-checks | - |
 //! | [`host`] | [`host::Host`]: the managers composed in dependency order by [`host::HostBuilder`], background tasks, health | hold business logic |
 //!
@@ -32,6 +33,7 @@ pub mod events;
 pub mod health;
 pub mod host;
 pub mod invariant;
+pub mod limits;
 pub mod memory;
 pub mod policy;
 pub mod pools;

@@ -39,6 +39,9 @@
 //! [policies.policy.lru.settings]       # what the guest reads with `setting(key)`
 //! algorithm = "lru"
 //!
+//! [tenant_defaults]                    # quotas of tenants without their own
+//! memory = 268435456
+//!
 //! [tenants.acme]                       # per-tenant quotas, all optional
 //! memory = 1073741824
 //! requests_per_minute = 600
@@ -91,6 +94,10 @@ pub struct Config {
     pub policies: Policies,
     /// Per-tenant quotas, by tenant name.
     pub tenants: BTreeMap<String, TenantQuota>,
+    /// Quotas of every tenant without its own value in `[tenants.NAME]`; `memory` here is
+    /// the share a tenant may account (allocations plus cache capacity) before it is the
+    /// first trimmed and shed.
+    pub tenant_defaults: TenantQuota,
     /// Named connection pools: `[pools.postgres.NAME]`, `[pools.redis.NAME]` (the original system's
     /// `DATABASE_URL` / `REDIS_URL` define the pools named `main`).
     pub pools: crate::pools::PoolsSettings,
@@ -108,6 +115,7 @@ impl Default for Config {
             auth: Auth::default(),
             policies: Policies::default(),
             tenants: BTreeMap::new(),
+            tenant_defaults: TenantQuota::default(),
             pools: crate::pools::PoolsSettings::default(),
         }
     }
@@ -139,6 +147,8 @@ pub struct Limits {
     pub max_requests_per_minute: u32,
     /// Open file handles.
     pub max_file_handles: u64,
+    /// Caches one tenant may declare.
+    pub max_caches_per_tenant: u32,
 }
 
 impl Default for Limits {
@@ -149,6 +159,7 @@ impl Default for Limits {
             max_connections: 100,
             max_requests_per_minute: 1000,
             max_file_handles: 1024,
+            max_caches_per_tenant: 64,
         }
     }
 }

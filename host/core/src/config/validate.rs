@@ -17,7 +17,11 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
     let redis = &config.connection_pools.redis;
     let mon = &config.monitoring;
     let pol = &config.policies;
-    let non_zero: [(&str, u64); 17] = [
+    let non_zero: [(&str, u64); 18] = [
+        (
+            "limits.max_caches_per_tenant",
+            l.max_caches_per_tenant.into(),
+        ),
         ("limits.max_memory_mb", l.max_memory_mb),
         ("limits.max_connections", l.max_connections.into()),
         (

@@ -30,6 +30,7 @@ mod checks;
 mod policies;
 mod sink;
 mod tasks;
+mod tenancy;
 
 pub use policies::{NativePolicies, PolicyLookupError, PolicyProvider};
 pub use sink::HostSink;
@@ -92,6 +93,8 @@ pub struct Host {
     pub policies: Arc<dyn PolicyProvider>,
     ready: AtomicBool,
     started: Instant,
+    /// Serialises cache declarations (see `declare_cache`).
+    declaring: parking_lot::Mutex<()>,
 }
 
 /// Builds a [`Host`]: `Host::builder(config)`, optionally `.telemetry(..)`, `.events(..)`
@@ -139,15 +142,21 @@ impl HostBuilder {
             let (t, g) = (telemetry.clone(), gauge.clone());
             Arc::new(move || t.system_usage(g.get()))
         };
+        let caches = Arc::new(CacheRegistry::new(Some(events.clone())));
         let resources = ResourceManager::with_parts(
             ManagerOptions {
                 limits: global_limits(&config),
-                requests_per_minute: config.limits.max_requests_per_minute,
+                requests_per_minute: config
+                    .tenant_defaults
+                    .requests_per_minute
+                    .unwrap_or(config.limits.max_requests_per_minute),
+                tenant_defaults: config.tenant_defaults.clone(),
             },
             events.clone(),
             ManagerParts {
                 quota_policy: policies.quota(),
                 system_usage: usage,
+                held_elsewhere: caches.clone(),
                 ..ManagerParts::default()
             },
         );
@@ -157,7 +166,6 @@ impl HostBuilder {
             events.clone(),
             policies.priority(),
         )?;
-        let caches = Arc::new(CacheRegistry::new(Some(events.clone())));
         let sink = Arc::new(HostSink::new(
             caches.clone(),
             resources.clone(),
@@ -199,6 +207,7 @@ impl HostBuilder {
             policies,
             ready: AtomicBool::new(false),
             started: Instant::now(),
+            declaring: parking_lot::Mutex::new(()),
         }))
     }
 }

@@ -103,7 +103,8 @@ impl PolicyCore {
         PolicyCore {
             policy,
             cfg,
-            slots: Vec::with_capacity(expected as usize),
+            // A hint, not a promise: never preallocate more than a million slots for it.
+            slots: Vec::with_capacity(expected.min(1 << 20) as usize),
             free: FreeIds::default(),
             pending: Vec::with_capacity(cfg.batch_events * 3 + 3),
             tick: 0,
@@ -163,7 +164,9 @@ impl PolicyCore {
         s.hash = hash;
         s.last_access = self.tick;
         let generation = s.generation;
-        self.bytes += size;
+        // Sizes are at most the capacity (<= MAX_CAPACITY_BYTES), so this cannot wrap;
+        // saturate anyway so a bug shows as a full cache, never as an empty one.
+        self.bytes = self.bytes.saturating_add(size);
         self.live += 1;
         self.push(id, EventKind::Insert, now_ms);
         (id, generation)
@@ -173,7 +176,7 @@ impl PolicyCore {
     pub fn update(&mut self, id: u32, size: u64, priority: u8, now_ms: u64) {
         self.tick += 1;
         let s = &mut self.slots[id as usize];
-        self.bytes = self.bytes - s.size + size;
+        self.bytes = self.bytes.saturating_sub(s.size).saturating_add(size);
         s.size = size;
         s.priority = priority;
         s.last_access = self.tick;
@@ -204,7 +207,7 @@ impl PolicyCore {
         let s = &mut self.slots[id as usize];
         debug_assert!(s.live);
         s.live = false;
-        self.bytes -= s.size;
+        self.bytes = self.bytes.saturating_sub(s.size);
         self.live -= 1;
         self.free.push(id);
     }

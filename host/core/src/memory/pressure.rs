@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+/// Most actions carried out per response; the rest of a policy's answer is dropped.
+pub const MAX_ACTIONS: usize = 64;
 /// Thresholds, percent of the budget.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PressureConfig {
@@ -418,8 +420,13 @@ impl MemoryMonitor {
         let caches = self.caches.stats();
         let pools = self.sink.pool_stats();
         let actions = self.policy.respond(level, &system, &caches, &pools);
-        let mut done = Vec::with_capacity(actions.len());
-        for action in actions {
+        let mut done = Vec::with_capacity(actions.len().min(MAX_ACTIONS));
+        // A policy answers a handful of actions; one that answers thousands (or a 2 MB
+        // alert) is cut, so its answer cannot flood the event bus.
+        for mut action in actions.into_iter().take(MAX_ACTIONS) {
+            if let PressureAction::Alert { message } = &mut action {
+                *message = crate::limits::truncate_reason(std::mem::take(message));
+            }
             let outcome = match &action {
                 PressureAction::TrimCache { cache, bytes } => self.sink.trim_cache(cache, *bytes),
                 PressureAction::ShrinkPool { pool, idle } => self.sink.shrink_pool(pool, *idle),

@@ -31,6 +31,17 @@ pub enum CacheError {
         /// Why.
         reason: String,
     },
+    /// A key, value or name over its bound.
+    #[error(transparent)]
+    TooLong(#[from] crate::limits::TooLong),
+    /// The tenant may not hold this cache: over its cache count or memory share.
+    #[error("tenant {tenant:?}: {reason}")]
+    OverShare {
+        /// The declaring tenant.
+        tenant: String,
+        /// Which bound, with the numbers.
+        reason: String,
+    },
     /// The cache is typed (in-process) and has no string-keyed entries.
     #[error("cache {0:?} is an in-process typed cache: entries cannot be added by key")]
     NotAccounting(String),
@@ -103,6 +114,8 @@ pub type AccountingCache = Cache<String, Option<Arc<str>>>;
 
 struct Registered {
     tenant: String,
+    /// Fixed at registration; kept here so quota checks need no cache lock.
+    capacity: u64,
     handle: Arc<dyn CacheHandle>,
     accounting: Option<Arc<AccountingCache>>,
 }
@@ -140,7 +153,37 @@ fn cause_str(c: RemovalCause) -> &'static str {
     }
 }
 
+impl crate::resources::HeldElsewhere for CacheRegistry {
+    /// A tenant's caches hold up to their capacity: that is what it declared.
+    fn bytes(&self, tenant: &str) -> u64 {
+        self.caches
+            .read()
+            .values()
+            .filter(|r| r.tenant == tenant)
+            .fold(0u64, |s, r| s.saturating_add(r.capacity))
+    }
+    fn tenants(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .caches
+            .read()
+            .values()
+            .map(|r| r.tenant.clone())
+            .collect();
+        t.dedup();
+        t
+    }
+}
+
 impl CacheRegistry {
+    /// Caches `tenant` holds.
+    pub fn count_for(&self, tenant: &str) -> usize {
+        self.caches
+            .read()
+            .values()
+            .filter(|r| r.tenant == tenant)
+            .count()
+    }
+
     /// A registry that publishes `CacheEvicted` events on `events` (when given).
     pub fn new(events: Option<EventBus>) -> Self {
         CacheRegistry {
@@ -170,6 +213,7 @@ impl CacheRegistry {
         policy: Box<dyn EvictionPolicy>,
     ) -> Result<Arc<AccountingCache>, CacheError> {
         validate(name, cfg.capacity_bytes)?;
+        let cfg_capacity = cfg.capacity_bytes;
         let mut caches = self.caches.write();
         if caches.contains_key(name) {
             return Err(CacheError::AlreadyExists(name.to_string()));
@@ -195,6 +239,7 @@ impl CacheRegistry {
             name.to_string(),
             Registered {
                 tenant: tenant.to_string(),
+                capacity: cfg_capacity,
                 handle: cache.clone(),
                 accounting: Some(cache.clone()),
             },
@@ -209,7 +254,8 @@ impl CacheRegistry {
         tenant: &str,
         handle: Arc<dyn CacheHandle>,
     ) -> Result<(), CacheError> {
-        validate(name, handle.stats().capacity_bytes)?;
+        let capacity = handle.stats().capacity_bytes;
+        validate(name, capacity)?;
         let mut caches = self.caches.write();
         if caches.contains_key(name) {
             return Err(CacheError::AlreadyExists(name.to_string()));
@@ -218,6 +264,7 @@ impl CacheRegistry {
             name.to_string(),
             Registered {
                 tenant: tenant.to_string(),
+                capacity,
                 handle,
                 accounting: None,
             },
@@ -273,9 +320,7 @@ impl CacheRegistry {
         priority: u8,
         ttl: Option<Duration>,
     ) -> Result<bool, CacheError> {
-        Ok(self
-            .accounting(cache)?
-            .insert_with(key, None, size, priority, ttl))
+        self.put_cache_entry(cache, key, None, size, priority, ttl)
     }
 
     /// Stores an entry with an optional value; returns whether it is held afterwards.
@@ -288,6 +333,11 @@ impl CacheRegistry {
         priority: u8,
         ttl: Option<Duration>,
     ) -> Result<bool, CacheError> {
+        use crate::limits::{MAX_KEY_LEN, MAX_VALUE_LEN, check_len};
+        check_len("key", &key, MAX_KEY_LEN)?;
+        if let Some(v) = &value {
+            check_len("value", v, MAX_VALUE_LEN)?;
+        }
         Ok(self
             .accounting(cache)?
             .insert_with(key, value, size, priority, ttl))
@@ -439,11 +489,17 @@ fn validate(name: &str, capacity: u64) -> Result<(), CacheError> {
             reason: reason.to_string(),
         })
     };
-    if name.is_empty() || name.len() > 128 {
-        return bad("the name must be 1-128 characters");
+    use crate::limits::{MAX_CAPACITY_BYTES, MAX_NAME_LEN};
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return bad(&format!("the name must be 1-{MAX_NAME_LEN} bytes"));
     }
     if capacity == 0 {
         return bad("capacity must be above 0 bytes");
+    }
+    if capacity > MAX_CAPACITY_BYTES {
+        return bad(&format!(
+            "capacity {capacity} is above the largest allowed, {MAX_CAPACITY_BYTES} bytes"
+        ));
     }
     Ok(())
 }

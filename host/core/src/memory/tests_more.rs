@@ -26,6 +26,7 @@ fn monitor(
                     file_handles: 10,
                 },
                 requests_per_minute: 60,
+                tenant_defaults: Default::default(),
             },
             bus.clone(),
         ),

@@ -12,6 +12,8 @@ pub struct ManagerOptions {
     pub limits: GlobalLimits,
     /// Default rate limit, requests per minute per tenant.
     pub requests_per_minute: u32,
+    /// Quotas for tenants that have none of their own (`[tenant_defaults]`).
+    pub tenant_defaults: crate::config::TenantQuota,
 }
 
 /// What a manager decides through and reads, besides its options. The defaults are the
@@ -27,6 +29,9 @@ pub struct ManagerParts {
     pub clock: Clock,
     /// Whether owner processes are alive.
     pub probe: Arc<dyn ProcessProbe>,
+    /// Memory tenants hold outside the ledger (the host's caches), counted against their
+    /// memory quota and share.
+    pub held_elsewhere: Arc<dyn HeldElsewhere>,
 }
 
 impl Default for ManagerParts {
@@ -36,6 +41,7 @@ impl Default for ManagerParts {
             system_usage: Arc::new(SystemUsage::default),
             clock: Clock::real(),
             probe: Arc::new(ProcfsProbe),
+            held_elsewhere: Arc::new(NothingElsewhere),
         }
     }
 }
@@ -71,6 +77,8 @@ impl ResourceManager {
                 clock: parts.clock,
                 probe: parts.probe,
                 stats: Mutex::default(),
+                defaults: opts.tenant_defaults,
+                elsewhere: parts.held_elsewhere,
             }),
         }
     }
@@ -110,13 +118,14 @@ impl ResourceManager {
         self.inner.shed_below.load(Ordering::Relaxed)
     }
 
-    /// The tenant's quota for `kind`, if any.
+    /// The tenant's quota for `kind`, if any: its own, else the `[tenant_defaults]` one.
     pub fn quota(&self, tenant: &str, kind: ResourceKind) -> Option<u64> {
         self.inner
             .quotas
             .read()
             .get(&(tenant.to_string(), kind))
             .copied()
+            .or_else(|| self.inner.defaults.limit(kind))
     }
 
     /// Sets (or with `None` removes) a tenant's quota. Existing allocations stay; new ones
@@ -165,6 +174,12 @@ impl ResourceManager {
 
     fn try_allocate(&self, req: &AllocationRequest) -> Result<Allocation, ResourceError> {
         validate_tenant(&req.tenant)?;
+        crate::limits::check_len("owner", &req.owner, crate::limits::MAX_OWNER_LEN).map_err(
+            |e| ResourceError::InvalidRequest {
+                field: "owner".into(),
+                reason: e.to_string(),
+            },
+        )?;
         if req.amount == 0 {
             return Err(ResourceError::InvalidAmount {
                 kind: req.kind,
@@ -179,7 +194,7 @@ impl ResourceManager {
             });
         }
         let shed = self.shed_threshold();
-        if req.priority < shed {
+        if req.priority < shed && self.sheddable(&req.tenant) {
             return Err(ResourceError::Shed {
                 priority: req.priority,
                 threshold: shed,
@@ -195,13 +210,19 @@ impl ResourceManager {
         }
         let quota = self.quota(&req.tenant, req.kind);
         let now = self.inner.clock.now_ms();
+        // Cache capacity the tenant declared counts against its memory quota too.
+        let elsewhere = match req.kind {
+            ResourceKind::Memory => self.held_elsewhere(&req.tenant),
+            _ => 0,
+        };
+        let used_of = |t: Totals| t.used.saturating_add(elsewhere);
 
         // 1. Read the state the policy will see.
         let (state, offered) = {
             let ledger = self.inner.ledger.lock();
             self.check_global(&ledger, req)?;
             let t = ledger.tenant_totals(&req.tenant, req.kind);
-            let over = quota.is_some_and(|q| t.used.saturating_add(req.amount) > q);
+            let over = quota.is_some_and(|q| used_of(t).saturating_add(req.amount) > q);
             let offered = if over {
                 ledger.preemptible(&req.tenant, req.kind, req.priority, now)
             } else {
@@ -209,7 +230,7 @@ impl ResourceManager {
             };
             (
                 TenantState {
-                    used: t.used,
+                    used: used_of(t),
                     limit: quota,
                     allocations: t.count,
                 },
@@ -237,11 +258,11 @@ impl ResourceManager {
             QuotaDecision::Deny(reason) => {
                 let t = ledger.tenant_totals(&req.tenant, req.kind);
                 return Err(match quota {
-                    Some(limit) if t.used.saturating_add(req.amount) > limit => {
+                    Some(limit) if used_of(t).saturating_add(req.amount) > limit => {
                         ResourceError::QuotaExceeded {
                             tenant: req.tenant.clone(),
                             kind: req.kind,
-                            used: t.used,
+                            used: used_of(t),
                             requested: req.amount,
                             limit,
                         }
@@ -250,7 +271,7 @@ impl ResourceManager {
                         tenant: req.tenant.clone(),
                         kind: req.kind,
                         policy: policy.name_for(&req.tenant),
-                        reason,
+                        reason: crate::limits::truncate_reason(reason),
                     },
                 });
             }
@@ -275,7 +296,7 @@ impl ResourceManager {
                     .filter_map(|id| ledger.get(*id))
                     .fold(0u64, |s, a| s.saturating_add(a.amount));
                 let t = ledger.tenant_totals(&req.tenant, req.kind);
-                let after = t.used.saturating_sub(freed).saturating_add(req.amount);
+                let after = used_of(t).saturating_sub(freed).saturating_add(req.amount);
                 let global_after = ledger
                     .global_used(req.kind)
                     .saturating_sub(freed)
@@ -285,7 +306,7 @@ impl ResourceManager {
                     return Err(ResourceError::QuotaExceeded {
                         tenant: req.tenant.clone(),
                         kind: req.kind,
-                        used: t.used,
+                        used: used_of(t),
                         requested: req.amount,
                         limit: quota.unwrap_or(u64::MAX),
                     });
@@ -306,7 +327,7 @@ impl ResourceManager {
             }
         }
         let t = ledger.tenant_totals(&req.tenant, req.kind);
-        let fits_quota = quota.is_none_or(|q| t.used.saturating_add(req.amount) <= q);
+        let fits_quota = quota.is_none_or(|q| used_of(t).saturating_add(req.amount) <= q);
         let global_ok = self.check_global(&ledger, req);
         if !fits_quota || global_ok.is_err() {
             // Only a plain grant reaches here (a preemption that does not fit returned
@@ -316,7 +337,7 @@ impl ResourceManager {
             return Err(ResourceError::QuotaExceeded {
                 tenant: req.tenant.clone(),
                 kind: req.kind,
-                used: t.used,
+                used: used_of(t),
                 requested: req.amount,
                 limit: quota.unwrap_or(u64::MAX),
             });
@@ -568,7 +589,14 @@ impl ResourceManager {
             .iter()
             .map(|&kind| {
                 let t = ledger.tenant_totals(tenant, kind);
-                kind_usage(kind, t, quotas.get(&(tenant.to_string(), kind)).copied())
+                kind_usage(
+                    kind,
+                    t,
+                    quotas
+                        .get(&(tenant.to_string(), kind))
+                        .copied()
+                        .or_else(|| self.inner.defaults.limit(kind)),
+                )
             })
             .collect();
         TenantUsage {

@@ -116,8 +116,10 @@ impl ResourceError {
     }
 }
 
-/// An allocation request.
+/// An allocation request. Unknown fields are refused (a `"ttl"` meant as `"ttl_ms"` must
+/// not silently make a permanent allocation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AllocationRequest {
     /// The tenant to count it against.
     pub tenant: String,
@@ -269,10 +271,17 @@ struct Inner {
     clock: Clock,
     probe: Arc<dyn ProcessProbe>,
     stats: Mutex<ResourceStats>,
+    /// Quotas of tenants without their own (`[tenant_defaults]`).
+    defaults: crate::config::TenantQuota,
+    elsewhere: Arc<dyn HeldElsewhere>,
 }
 
 mod manager;
+mod share;
 pub use manager::{ManagerOptions, ManagerParts};
+pub use share::{HeldElsewhere, MemoryShare, NothingElsewhere};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_share;

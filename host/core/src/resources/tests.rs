@@ -39,6 +39,7 @@ fn manager_with(
         ManagerOptions {
             limits: limits(),
             requests_per_minute: 60,
+            tenant_defaults: Default::default(),
         },
         bus.clone(),
         ManagerParts {

@@ -20,7 +20,10 @@ impl From<CacheError> for ApiError {
         match e {
             CacheError::NotFound(_) => ApiError::not_found(msg),
             CacheError::AlreadyExists(_) => ApiError::conflict("conflict", msg),
-            CacheError::Invalid { .. } | CacheError::NotAccounting(_) => ApiError::invalid(msg),
+            CacheError::Invalid { .. } | CacheError::NotAccounting(_) | CacheError::TooLong(_) => {
+                ApiError::invalid(msg)
+            }
+            CacheError::OverShare { .. } => ApiError::conflict("over_share", msg),
         }
     }
 }
@@ -93,11 +96,7 @@ pub async fn put_cache(
         return Ok(Json(cache_info(&s, &name)?).into_response());
     }
     let n = name.clone();
-    blocking(move || {
-        host.caches
-            .register_cache(&n, &tenant, b.capacity_bytes, policy)
-    })
-    .await??;
+    blocking(move || host.declare_cache(&n, &tenant, b.capacity_bytes, policy)).await??;
     Ok((StatusCode::CREATED, Json(cache_info(&s, &name)?)).into_response())
 }
 
