@@ -8,7 +8,7 @@
 use crate::policy::{FaultKind, PolicyKind, PressureLevel, ResourceKind};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -186,6 +186,8 @@ pub enum Event {
     CacheEvicted {
         /// Cache name.
         cache: String,
+        /// The tenant that declared the cache (its stream carries the event).
+        tenant: String,
         /// The entry's key.
         key: String,
         /// `evicted`, `rejected`, `expired` or `explicit`.
@@ -253,6 +255,24 @@ pub enum Event {
 
 impl Event {
     /// The event's type name, as in its JSON `type` field.
+    /// The tenant an event is about, whose stream carries it (`None`: host-wide).
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Event::ResourceAllocated { tenant, .. }
+            | Event::ResourceReleased { tenant, .. }
+            | Event::AllocationDenied { tenant, .. }
+            | Event::OrphanReclaimed { tenant, .. }
+            | Event::QuotaChanged { tenant, .. }
+            | Event::RateLimited { tenant, .. }
+            | Event::CacheEvicted { tenant, .. } => Some(tenant),
+            Event::ResourceAlerts { tenant, .. } | Event::PolicyBound { tenant, .. } => {
+                tenant.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// The event's type name, as serialized.
     pub fn name(&self) -> &'static str {
         match self {
             Event::ResourceAllocated { .. } => "ResourceAllocated",
@@ -304,6 +324,9 @@ pub struct EventBus {
 #[derive(Debug)]
 struct BusInner {
     tx: broadcast::Sender<Arc<Envelope>>,
+    /// One channel per tenant with a subscriber: a tenant's stream lags only on its own
+    /// events, never because another tenant floods the bus with evictions.
+    tenants: Mutex<HashMap<String, broadcast::Sender<Arc<Envelope>>>>,
     seq: AtomicU64,
     recent: Mutex<VecDeque<Arc<Envelope>>>,
 }
@@ -321,6 +344,7 @@ impl EventBus {
         EventBus {
             inner: Arc::new(BusInner {
                 tx,
+                tenants: Mutex::default(),
                 seq: AtomicU64::new(0),
                 recent: Mutex::new(VecDeque::with_capacity(RECENT)),
             }),
@@ -345,6 +369,15 @@ impl EventBus {
             recent.push_back(env.clone());
             // No subscribers is not an error: events are also kept in the ring.
             let _ = self.inner.tx.send(env.clone());
+            if let Some(t) = env.event.tenant() {
+                let mut tenants = self.inner.tenants.lock();
+                if let Some(tx) = tenants.get(t)
+                    && tx.send(env.clone()).is_err()
+                {
+                    // Its last subscriber left: forget the channel.
+                    tenants.remove(t);
+                }
+            }
             env
         };
         // The audit log: allocation, policy and pressure events at info; per-entry cache
@@ -369,6 +402,22 @@ impl EventBus {
     /// A receiver of every event published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Envelope>> {
         self.inner.tx.subscribe()
+    }
+
+    /// A receiver of `tenant`'s events published from now on, on a channel of its own
+    /// (4096 deep): other tenants' events never make it lag.
+    pub fn subscribe_tenant(&self, tenant: &str) -> broadcast::Receiver<Arc<Envelope>> {
+        // The ring lock orders this against publish, which sends under it.
+        let _order = self.inner.recent.lock();
+        let mut tenants = self.inner.tenants.lock();
+        match tenants.get(tenant) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = broadcast::channel(4096);
+                tenants.insert(tenant.to_string(), tx);
+                rx
+            }
+        }
     }
 
     /// Up to the last 1024 events with a sequence number above `after`, oldest first.
@@ -410,5 +459,28 @@ mod tests {
         let json = serde_json::to_value(&*second).unwrap();
         assert_eq!(json["type"], "Alert");
         assert_eq!(json["message"], "b");
+    }
+
+    #[tokio::test]
+    async fn another_tenants_flood_never_lags_a_tenant_stream() {
+        let bus = EventBus::new();
+        let mut calm = bus.subscribe_tenant("calm");
+        for i in 0..10_000 {
+            bus.publish(Event::CacheEvicted {
+                cache: "flood".into(),
+                tenant: "hog".into(),
+                key: i.to_string(),
+                reason: "evicted".into(),
+            });
+        }
+        bus.publish(Event::QuotaChanged {
+            tenant: "calm".into(),
+            kind: ResourceKind::Memory,
+            limit: Some(1),
+        });
+        let e = calm.recv().await.expect("no lag, no loss");
+        assert_eq!(e.event.tenant(), Some("calm"));
+        assert_eq!(e.seq, 10_001);
+        assert!(calm.try_recv().is_err(), "only its own events");
     }
 }

@@ -1,5 +1,5 @@
 //! The host's background tasks: telemetry sampling, the orphan reaper, the limit watcher,
-//! the memory monitor and the leak scan.
+//! the memory monitor, cache expiry and the leak scan.
 
 use super::Host;
 use crate::policy::ResourceKind as K;
@@ -24,6 +24,7 @@ impl Host {
             // Level changes are noticed at the sampling rate; the response repeats every
             // health interval while pressure lasts (`PressureConfig::respond_interval_ms`).
             self.memory.clone().spawn(sample),
+            self.spawn_expiry(sample),
         ];
         tasks.push(self.pools.spawn_maintenance());
         tasks.push(
@@ -34,6 +35,21 @@ impl Host {
             tasks.push(self.spawn_leak_scan(Duration::from_millis(m.health_check_interval_ms)));
         }
         tasks
+    }
+
+    /// Reclaims expired cache entries every `interval` (on the blocking pool: a scan
+    /// walks every entry), so a TTL frees its bytes even if the key is never read again.
+    fn spawn_expiry(&self, interval: Duration) -> JoinHandle<()> {
+        let caches = self.caches.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let c = caches.clone();
+                let _ = tokio::task::spawn_blocking(move || c.purge_expired(10_000)).await;
+            }
+        })
     }
 
     /// Compares measured use with `[limits]` after every sample, so crossing 80% and 100%

@@ -367,6 +367,30 @@ where
         Some((entry.key, entry.value))
     }
 
+    /// Removes up to `max` entries whose time to live has passed (each with an `Expired`
+    /// removal), so expired entries free their bytes without being read again. Returns
+    /// how many went. Scans the shards under read locks; the host calls it periodically.
+    pub fn purge_expired(&self, max: usize) -> usize {
+        let now = self.clock.now_ms();
+        let mut due = Vec::new();
+        for shard in self.shards.iter() {
+            let map = shard.map.read();
+            for e in map.iter() {
+                if due.len() >= max {
+                    break;
+                }
+                if e.expires_at != u64::MAX && now >= e.expires_at {
+                    due.push((e.hash, e.id, e.generation));
+                }
+            }
+        }
+        let before = self.expirations.load(Ordering::Relaxed);
+        for (hash, id, generation) in due {
+            self.expire(hash, id, generation);
+        }
+        (self.expirations.load(Ordering::Relaxed) - before) as usize
+    }
+
     fn expire(&self, hash: u64, id: u32, generation: u32) {
         let mut core = self.core.lock();
         let now = self.clock.now_ms();

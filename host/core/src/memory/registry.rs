@@ -57,6 +57,8 @@ pub trait CacheHandle: Send + Sync {
     fn trim_to_low_watermark(&self) -> u64;
     /// Swaps the policy instance (warm handoff).
     fn set_policy(&self, policy: Box<dyn EvictionPolicy>);
+    /// Removes up to `max` expired entries; returns how many.
+    fn purge_expired(&self, max: usize) -> usize;
 }
 
 impl<K, V> CacheHandle for Cache<K, V>
@@ -75,6 +77,9 @@ where
     }
     fn set_policy(&self, policy: Box<dyn EvictionPolicy>) {
         Cache::set_policy(self, policy)
+    }
+    fn purge_expired(&self, max: usize) -> usize {
+        Cache::purge_expired(self, max)
     }
 }
 
@@ -175,6 +180,19 @@ impl crate::resources::HeldElsewhere for CacheRegistry {
 }
 
 impl CacheRegistry {
+    /// Reclaims expired entries of every cache (at most `per_cache` each, so one huge
+    /// cache cannot hold the caller for long); each goes with a `CacheEvicted` event of
+    /// reason `expired`. Returns how many went.
+    pub fn purge_expired(&self, per_cache: usize) -> usize {
+        let handles: Vec<Arc<dyn CacheHandle>> = self
+            .caches
+            .read()
+            .values()
+            .map(|r| r.handle.clone())
+            .collect();
+        handles.iter().map(|h| h.purge_expired(per_cache)).sum()
+    }
+
     /// Caches `tenant` holds.
     pub fn count_for(&self, tenant: &str) -> usize {
         self.caches
@@ -221,6 +239,7 @@ impl CacheRegistry {
         let mut cache = Cache::new(cfg, policy);
         if let Some(bus) = self.events.clone() {
             let cache_name = name.to_string();
+            let owner = tenant.to_string();
             cache = cache.on_removal(move |key: String, _value, cause| {
                 // The caller of an explicit removal already knows; remote apps learn of
                 // evictions, expiries and rejections through these events.
@@ -229,6 +248,7 @@ impl CacheRegistry {
                 }
                 bus.publish(Event::CacheEvicted {
                     cache: cache_name.clone(),
+                    tenant: owner.clone(),
                     key,
                     reason: cause_str(cause).to_string(),
                 })

@@ -271,6 +271,48 @@ fn ttl_expires_entries() {
 }
 
 #[test]
+fn expired_entries_are_purged_without_being_read() {
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let removed = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let log = removed.clone();
+    let c: Cache<u32, u8> = Cache::with_clock(
+        CacheConfig::exact(100),
+        Box::new(NativeLru::new()),
+        crate::clock::Clock::Manual(clock.clone()),
+    )
+    .on_removal(move |k, _, cause| log.lock().push((k, cause)));
+    let ttl = Some(std::time::Duration::from_millis(50));
+    for k in 0..10 {
+        c.insert_with(k, 0, 2, 0, if k < 6 { ttl } else { None });
+    }
+    assert_eq!(c.purge_expired(100), 0, "nothing is due yet");
+    clock.store(50, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(c.purge_expired(4), 4, "at most the bound per call");
+    assert_eq!(c.purge_expired(100), 2);
+    assert_eq!(c.len(), 4);
+    assert_eq!(c.bytes(), 8);
+    let r = removed.lock();
+    assert_eq!(r.len(), 6);
+    assert!(
+        r.iter()
+            .all(|(k, cause)| *k < 6 && *cause == RemovalCause::Expired)
+    );
+}
+
+#[test]
+fn a_huge_capacity_cannot_wrap_its_byte_count() {
+    let c: Cache<u8, u8> = Cache::new(
+        CacheConfig::exact(crate::limits::MAX_CAPACITY_BYTES),
+        Box::new(NativeLru::new()),
+    );
+    assert!(c.insert_with(1, 0, crate::limits::MAX_CAPACITY_BYTES, 0, None));
+    c.insert_with(2, 0, 1, 0, None);
+    let s = c.stats();
+    assert!(s.bytes <= s.capacity_bytes, "{s:?}");
+    assert!(s.bytes >= 1, "never wraps to empty: {s:?}");
+}
+
+#[test]
 fn concurrent_access_loses_nothing_and_never_exceeds_capacity() {
     const CAP: u64 = 2_000;
     let cache: Arc<Cache<u64, u64>> = Arc::new(Cache::new(

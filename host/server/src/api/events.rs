@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
-use rmhost_core::events::{Envelope, Event};
+use rmhost_core::events::Envelope;
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,21 +21,6 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     since: Option<u64>,
-}
-
-fn tenant_of(e: &Event) -> Option<&str> {
-    match e {
-        Event::ResourceAllocated { tenant, .. }
-        | Event::ResourceReleased { tenant, .. }
-        | Event::AllocationDenied { tenant, .. }
-        | Event::OrphanReclaimed { tenant, .. }
-        | Event::QuotaChanged { tenant, .. }
-        | Event::RateLimited { tenant, .. } => Some(tenant),
-        Event::ResourceAlerts { tenant, .. } | Event::PolicyBound { tenant, .. } => {
-            tenant.as_deref()
-        }
-        _ => None,
-    }
 }
 
 fn to_sse(e: &Envelope) -> SseEvent {
@@ -59,13 +44,17 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let since = q.since.or(last_id);
-    // Subscribe before reading the ring, so nothing falls between the two.
-    let rx = s.host.events.subscribe();
+    // Subscribe before reading the ring, so nothing falls between the two. A tenant gets
+    // its own channel, so another tenant's flood of events cannot make it lag.
+    let rx = match caller.tenant() {
+        Some(t) => s.host.events.subscribe_tenant(t),
+        None => s.host.events.subscribe(),
+    };
     let backlog: Vec<Arc<Envelope>> = since.map(|n| s.host.events.recent(n)).unwrap_or_default();
     let after = backlog.last().map(|e| e.seq).unwrap_or(0);
     let allowed = move |e: &Envelope| match caller.tenant() {
         None => true,
-        Some(own) => tenant_of(&e.event) == Some(own),
+        Some(own) => e.event.tenant() == Some(own),
     };
     let allowed2 = allowed.clone();
     let backlog = stream::iter(
