@@ -273,7 +273,7 @@ fn ttl_expires_entries() {
 #[test]
 fn expired_entries_are_purged_without_being_read() {
     let clock = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let removed = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let removed = Arc::new(Mutex::new(Vec::new()));
     let log = removed.clone();
     let c: Cache<u32, u8> = Cache::with_clock(
         CacheConfig::exact(100),
