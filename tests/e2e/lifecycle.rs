@@ -70,7 +70,9 @@ fn bad_config_exits_2_naming_the_key_or_variable_and_value() {
 async fn sigterm_drains_an_in_flight_request_then_exits_0() {
     let mut d = Daemon::start("shutdown_timeout_ms = 20000\n", &[], &[]);
     let c = http();
-    // A profile request is naturally long-lived: it samples for 1.5 s before answering.
+    // A profile request is naturally long-lived: it samples for 1.5 s before answering,
+    // unless shutdown ends it first with the points taken so far (it must not hold the
+    // drain for up to 10 minutes).
     let in_flight = tokio::spawn(
         c.get(d.url("/v1/profile?duration_ms=1500&interval_ms=100"))
             .send(),
@@ -85,7 +87,11 @@ async fn sigterm_drains_an_in_flight_request_then_exits_0() {
         .expect("the in-flight request completes");
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
-    assert!(body["points"].as_array().unwrap().len() >= 5, "{body}");
+    let points = body["points"].as_array().unwrap().len();
+    assert!(
+        (1..15).contains(&points),
+        "answered early with the points so far: {body}"
+    );
     let status = d
         .wait_exit(Duration::from_secs(20))
         .expect("daemon exits after draining");

@@ -1,6 +1,7 @@
 //! End-to-end tests: the `rmhost` binary on an ephemeral port, driven over real HTTP and
 //! through its CLI verbs. One test binary with a module per area.
 
+mod adversarial;
 mod api;
 mod cli;
 mod harness;

@@ -25,6 +25,9 @@
 //! [connection_pools.database]
 //! max = 10
 //!
+//! [http]
+//! max_connections = 512                # plus header_read_timeout_ms, max_body_bytes, max_profiles
+//!
 //! [auth]
 //! admin_token_sha256 = "<64 hex chars>"        # see hash_token()
 //! [auth.tenants.acme]
@@ -92,6 +95,8 @@ pub struct Config {
     pub auth: Auth,
     /// The policy runtime.
     pub policies: Policies,
+    /// The HTTP server's own bounds.
+    pub http: Http,
     /// Per-tenant quotas, by tenant name.
     pub tenants: BTreeMap<String, TenantQuota>,
     /// Quotas of every tenant without its own value in `[tenants.NAME]`; `memory` here is
@@ -114,6 +119,7 @@ impl Default for Config {
             monitoring: Monitoring::default(),
             auth: Auth::default(),
             policies: Policies::default(),
+            http: Http::default(),
             tenants: BTreeMap::new(),
             tenant_defaults: TenantQuota::default(),
             pools: crate::pools::PoolsSettings::default(),
@@ -277,6 +283,32 @@ impl Default for Monitoring {
     }
 }
 
+/// The HTTP server's bounds, `[http]`: what one client can hold of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// Open connections served at once; more are closed at accept (event streams hold one
+    /// each).
+    pub max_connections: u32,
+    /// Time a client has to send a request's headers, ms (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// Largest request body, bytes; a larger one is answered 413.
+    pub max_body_bytes: u64,
+    /// `GET /v1/profile` runs at once (each samples for up to 10 minutes).
+    pub max_profiles: u32,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            max_connections: 512,
+            header_read_timeout_ms: 10_000,
+            max_body_bytes: 2 * 1024 * 1024,
+            max_profiles: 4,
+        }
+    }
+}
+
 /// API tokens, stored as hex SHA-256 hashes (see [`hash_token`]), never in plain text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -285,6 +317,9 @@ pub struct Auth {
     pub admin_token_sha256: Option<String>,
     /// Tenant tokens, by tenant name. A tenant sees and touches only its own.
     pub tenants: BTreeMap<String, TenantToken>,
+    /// With tokens configured, `/metrics` still answers without one (for a Prometheus
+    /// that cannot send a bearer token). Its figures name tenants and caches.
+    pub metrics_public: bool,
 }
 
 impl Auth {

@@ -17,7 +17,12 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
     let redis = &config.connection_pools.redis;
     let mon = &config.monitoring;
     let pol = &config.policies;
-    let non_zero: [(&str, u64); 18] = [
+    let http = &config.http;
+    let non_zero: [(&str, u64); 22] = [
+        ("http.max_connections", http.max_connections.into()),
+        ("http.header_read_timeout_ms", http.header_read_timeout_ms),
+        ("http.max_body_bytes", http.max_body_bytes),
+        ("http.max_profiles", http.max_profiles.into()),
         (
             "limits.max_caches_per_tenant",
             l.max_caches_per_tenant.into(),

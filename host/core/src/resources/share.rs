@@ -77,25 +77,41 @@ impl ResourceManager {
     /// The memory `tenant` may account: its quota, else the default quota, else the memory
     /// budget split equally among the tenants holding memory (counting `tenant`).
     pub fn memory_share(&self, tenant: &str) -> u64 {
-        if let Some(q) = self.quota(tenant, ResourceKind::Memory) {
-            return q;
-        }
+        let holders = self.holders_with(Some(tenant)).len();
+        self.share_among(tenant, holders)
+    }
+
+    fn holders_with(&self, also: Option<&str>) -> Vec<String> {
         let mut holders = self.memory_holders();
-        if !holders.iter().any(|t| t == tenant) {
-            holders.push(tenant.to_string());
+        if let Some(t) = also
+            && !holders.iter().any(|h| h == t)
+        {
+            holders.push(t.to_string());
         }
-        self.inner.limits.memory_bytes / holders.len().max(1) as u64
+        holders
+    }
+
+    fn share_among(&self, tenant: &str, holders: usize) -> u64 {
+        self.quota(tenant, ResourceKind::Memory)
+            .unwrap_or(self.inner.limits.memory_bytes / holders.max(1) as u64)
     }
 
     /// Every tenant holding memory, with its share; over-share tenants first, the most
     /// over first (the order trimming and throttling follow).
     pub fn memory_shares(&self) -> Vec<MemoryShare> {
-        let mut v: Vec<MemoryShare> = self
-            .memory_holders()
+        self.shares_with(None)
+    }
+
+    /// The shares with `also` counted as a holder (a tenant asking for its first bytes
+    /// takes part in the split).
+    fn shares_with(&self, also: Option<&str>) -> Vec<MemoryShare> {
+        let holders = self.holders_with(also);
+        let n = holders.len();
+        let mut v: Vec<MemoryShare> = holders
             .into_iter()
             .map(|tenant| {
                 let accounted_bytes = self.accounted_memory(&tenant);
-                let share_bytes = self.memory_share(&tenant);
+                let share_bytes = self.share_among(&tenant, n);
                 MemoryShare {
                     over: accounted_bytes > share_bytes,
                     tenant,
@@ -110,7 +126,7 @@ impl ResourceManager {
 
     /// Whether a `shed-below` applies to `tenant`: it is over its share, or no tenant is.
     pub(super) fn sheddable(&self, tenant: &str) -> bool {
-        let shares = self.memory_shares();
+        let shares = self.shares_with(Some(tenant));
         let any_over = shares.iter().any(|s| s.over);
         !any_over || shares.iter().any(|s| s.tenant == tenant && s.over)
     }

@@ -131,7 +131,22 @@ impl From<ResourceError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         // The body text carries serde's path and reason, e.g. "kind: unknown variant `x`".
-        ApiError::invalid(format!("request body: {}", r.body_text()))
+        match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "request body: larger than the limit ([http] max_body_bytes): {}",
+                    r.body_text()
+                ),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("request body: {}", r.body_text()),
+            ),
+            _ => ApiError::invalid(format!("request body: {}", r.body_text())),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `GET /metrics`: the Prometheus text format (version 0.0.4), every name prefixed
 //! `rmhost_`, base units in names (bytes, seconds, ratios), HELP and TYPE for each family.
 
-use super::AppState;
+use super::{ApiError, AppState, Caller};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -62,19 +62,26 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-/// The handler.
-pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+/// The handler. With tokens configured it needs the admin token (the figures name every
+/// tenant and cache), unless `[auth] metrics_public = true`.
+pub async fn metrics(
+    State(s): State<AppState>,
+    caller: Result<Caller, ApiError>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !s.host.config.auth.metrics_public {
+        caller?.admin()?;
+    }
     let host = s.host.clone();
     let text = tokio::task::spawn_blocking(move || render(&host))
         .await
         .unwrap_or_default();
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         text,
-    )
+    ))
 }
 
 fn render(host: &rmhost_core::host::Host) -> String {
@@ -139,6 +146,12 @@ fn render(host: &rmhost_core::host::Host) -> String {
         "counter",
         "HTTP requests served.",
         u.requests.total as f64,
+    )
+    .single(
+        "http_connections_refused_total",
+        "counter",
+        "Connections closed at accept because [http] max_connections were open.",
+        crate::daemon::REFUSED_CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed) as f64,
     )
     .single(
         "open_file_handles",

@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod events;
+mod guard;
 mod memory;
 mod metrics;
 mod policies;
@@ -35,8 +36,10 @@ pub struct AppState {
     pub runtime: PolicyRuntime,
     /// Token resolution.
     pub auth: Authenticator,
-    /// Flips to true when the daemon shuts down (ends event streams).
+    /// Flips to true when the daemon shuts down (ends event streams and profiles).
     pub stopping: watch::Receiver<bool>,
+    /// Profiles that may run at once (`[http] max_profiles`).
+    pub profiles: Arc<tokio::sync::Semaphore>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -48,11 +51,15 @@ impl FromRef<AppState> for Authenticator {
 /// The whole API. `stopping` ends long-lived responses (event streams) at shutdown so the
 /// server can drain.
 pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
+    let body_limit = usize::try_from(daemon.host.config.http.max_body_bytes).unwrap_or(usize::MAX);
     let state = AppState {
         auth: Authenticator::new(&daemon.host.config.auth),
         host: daemon.host.clone(),
         runtime: daemon.runtime.clone(),
         stopping,
+        profiles: Arc::new(tokio::sync::Semaphore::new(
+            daemon.host.config.http.max_profiles as usize,
+        )),
     };
     Router::new()
         .route("/health", get(system::health))
@@ -111,5 +118,10 @@ pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
             state.clone(),
             system::count_requests,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::loopback_only,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -48,14 +48,17 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Json<Value> {
 /// `GET /v1/policies/{name}`.
 pub async fn get_one(
     State(s): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(name) = p?;
-    let info = s
+    let mut info = s
         .runtime
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no policy named {name:?} is loaded")))?;
+    // A tenant sees the default bindings and its own, as in the listing.
+    info.bindings
+        .retain(|b| b.tenant.as_deref().is_none_or(|t| caller.may_access(t)));
     serde_json::to_value(info)
         .map(Json)
         .map_err(ApiError::internal)

@@ -70,11 +70,31 @@ pub async fn profile(
     if interval < 50 {
         return Err(ApiError::invalid("interval_ms: must be at least 50"));
     }
+    // Each profile holds a connection and a task for up to 10 minutes: a few at a time.
+    let Ok(_running) = s.profiles.clone().try_acquire_owned() else {
+        let mut e = ApiError::unavailable(format!(
+            "{} profiles are already running ([http] max_profiles); retry when one ends",
+            s.host.config.http.max_profiles
+        ));
+        e.retry_after_s = Some(5);
+        return Err(e);
+    };
+    let mut stopping = s.stopping.clone();
     let start = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(interval));
     let mut points = Vec::new();
     loop {
-        tick.tick().await;
+        // Shutdown ends the profile with the points taken so far, so the daemon drains.
+        tokio::select! {
+            _ = tick.tick() => {}
+            stopped = async { stopping.wait_for(|s| *s).await.is_ok() } => {
+                if stopped {
+                    break;
+                }
+                // No sender (a router built without a daemon): nothing will stop it.
+                tick.tick().await;
+            }
+        }
         let t_ms = start.elapsed().as_millis() as u64;
         if t_ms > q.duration_ms {
             break;

@@ -6,9 +6,11 @@
 //! runtime as its policy provider); `rmhost run` is a thin wrapper over [`Daemon`] and
 //! [`serve`].
 
+mod listen;
 mod policies;
 mod serve;
 
+pub use listen::REFUSED_CONNECTIONS;
 pub use policies::runtime_options;
 pub use serve::{check_listen, serve, shutdown_signal};
 

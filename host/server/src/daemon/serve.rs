@@ -39,15 +39,12 @@ pub async fn serve(
     // address.
     println!("rmhost: listening on http://{addr}");
 
-    let mut server_stop = stop_rx.clone();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = server_stop.wait_for(|s| *s).await;
+    let server_stop = stop_rx.clone();
+    let http = host.config.http.clone();
+    let mut server = tokio::spawn(async move {
+        super::listen::accept_loop(listener, router, &http, server_stop).await;
+        Ok::<(), std::io::Error>(())
     });
-    let mut server = tokio::spawn(async move { server.await });
 
     let reason = tokio::select! {
         r = shutdown => r,
