@@ -1,5 +1,6 @@
 //! The HTTP client the CLI verbs use to talk to a running daemon.
 
+use rmhost_server::wire::ErrorBody;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -82,14 +83,19 @@ impl Client {
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))?;
         if !status.is_success() {
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            // A proxy or a panic page may answer without the API's error body: the raw
+            // text is then the best message there is.
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(e) => (e.error, e.message),
+                Err(_) => (
+                    "unknown".to_string(),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ),
+            };
             return Err(ClientError::Api {
                 status: status.as_u16(),
-                code: v["error"].as_str().unwrap_or("unknown").to_string(),
-                message: v["message"]
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
+                code,
+                message,
             });
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))

@@ -6,6 +6,7 @@ use super::{Client, ClientArgs, EXIT_USAGE};
 use clap::Args;
 use rmhost_core::memory::{SimResult, Trace, TraceFormat, run_sim};
 use rmhost_core::policy::EvictionPolicy;
+use rmhost_server::wire::{GcReport, LeakList, MemorySnapshot};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -208,20 +209,19 @@ pub fn sim_table(results: &[SimResult]) -> String {
 /// `rmhost gc`.
 pub async fn gc(args: &ClientArgs) -> anyhow::Result<i32> {
     let client = Client::new(&args.addr, args.token.clone());
-    let r: Value = match client.post("/v1/gc", &Value::Null).await {
+    let r: GcReport = match client.post("/v1/gc", &Value::Null).await {
         Ok(v) => v,
         Err(e) => return Ok(fail(e)),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        let u = |k: &str| r[k].as_u64().unwrap_or(0);
         println!(
             "rss {} -> {} ({} freed from caches; allocator {})",
-            human_bytes(u("rss_before")),
-            human_bytes(u("rss_after")),
-            human_bytes(u("cache_bytes_freed")),
-            if r["allocator_released"].as_bool().unwrap_or(false) {
+            human_bytes(r.rss_before),
+            human_bytes(r.rss_after),
+            human_bytes(r.cache_bytes_freed),
+            if r.allocator_released {
                 "released memory"
             } else {
                 "released nothing"
@@ -234,7 +234,7 @@ pub async fn gc(args: &ClientArgs) -> anyhow::Result<i32> {
 /// `rmhost snapshot [-o FILE]`.
 pub async fn snapshot(args: &ClientArgs, out: Option<&std::path::Path>) -> anyhow::Result<i32> {
     let client = Client::new(&args.addr, args.token.clone());
-    let r: Value = match client.get("/v1/snapshot").await {
+    let r: MemorySnapshot = match client.get("/v1/snapshot").await {
         Ok(v) => v,
         Err(e) => return Ok(fail(e)),
     };
@@ -252,7 +252,7 @@ pub async fn snapshot(args: &ClientArgs, out: Option<&std::path::Path>) -> anyho
 /// `rmhost leaks`.
 pub async fn leaks(args: &ClientArgs) -> anyhow::Result<i32> {
     let client = Client::new(&args.addr, args.token.clone());
-    let r: Value = match client.get("/v1/leaks?scan=true").await {
+    let r: LeakList = match client.get("/v1/leaks?scan=true").await {
         Ok(v) => v,
         Err(e) => return Ok(fail(e)),
     };
@@ -260,8 +260,7 @@ pub async fn leaks(args: &ClientArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(0);
     }
-    let leaks = r["leaks"].as_array().cloned().unwrap_or_default();
-    if leaks.is_empty() {
+    if r.leaks.is_empty() {
         println!("no leaks suspected");
         return Ok(0);
     }
@@ -272,19 +271,13 @@ pub async fn leaks(args: &ClientArgs) -> anyhow::Result<i32> {
         "CONFIDENCE".into(),
         "DETAIL".into(),
     ]];
-    for l in leaks {
+    for l in r.leaks {
         rows.push(vec![
-            l["kind"].as_str().unwrap_or("?").into(),
-            l["subject"].as_str().unwrap_or("?").into(),
-            l["bytes_per_minute"]
-                .as_f64()
-                .map(|b| human_bytes(b.max(0.0) as u64))
-                .unwrap_or_default(),
-            l["confidence"]
-                .as_f64()
-                .map(|c| format!("{c:.2}"))
-                .unwrap_or_default(),
-            l["message"].as_str().unwrap_or("").into(),
+            l.kind,
+            l.subject,
+            human_bytes(l.bytes_per_minute.max(0.0) as u64),
+            format!("{:.2}", l.confidence),
+            l.message,
         ]);
     }
     print!("{}", table(&rows));

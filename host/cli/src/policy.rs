@@ -5,6 +5,7 @@ use super::report::table;
 use super::{Client, ClientArgs, ConfigArgs, EXIT_USAGE};
 use clap::Subcommand;
 use rmhost_runtime::PolicyRuntime;
+use rmhost_server::wire::{BindingAnswer, PolicyList, ReloadAction, ReloadAnswer};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -87,7 +88,10 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {
         } => {
             let path = binding_path(tenant.as_deref(), &kind);
             let c = Client::new(&client.addr, client.token.clone());
-            match c.put::<Value>(&path, &json!({"policy": name})).await {
+            match c
+                .put::<BindingAnswer>(&path, &json!({"policy": name}))
+                .await
+            {
                 Ok(v) => {
                     print_or_json(&client, &v, || {
                         format!("{kind} for {}: {name}", who(&tenant))
@@ -104,7 +108,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {
         } => {
             let path = binding_path(tenant.as_deref(), &kind);
             let c = Client::new(&client.addr, client.token.clone());
-            match c.delete::<Value>(&path).await {
+            match c.delete::<BindingAnswer>(&path).await {
                 Ok(v) => {
                     print_or_json(&client, &v, || {
                         format!("{kind} for {}: unbound", who(&tenant))
@@ -116,23 +120,22 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<i32> {
         }
         PolicyCommand::Reload(client) => {
             let c = Client::new(&client.addr, client.token.clone());
-            match c.post::<Value>("/v1/policies/reload", &Value::Null).await {
+            match c
+                .post::<ReloadAnswer>("/v1/policies/reload", &Value::Null)
+                .await
+            {
                 Ok(v) => {
-                    let failed = v["outcomes"]
-                        .as_array()
-                        .is_some_and(|o| o.iter().any(|x| x["action"] == "failed"));
+                    let failed = v.outcomes.iter().any(|o| o.action == ReloadAction::Failed);
                     print_or_json(&client, &v, || {
-                        v["outcomes"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
+                        v.outcomes
+                            .iter()
                             .map(|o| {
                                 format!(
                                     "{:<20} {}{}",
-                                    o["name"].as_str().unwrap_or("?"),
-                                    o["action"].as_str().unwrap_or("?"),
-                                    o["error"]
-                                        .as_str()
+                                    o.name,
+                                    o.action.as_str(),
+                                    o.error
+                                        .as_deref()
                                         .map(|e| format!(": {e}"))
                                         .unwrap_or_default()
                                 )
@@ -161,7 +164,7 @@ fn binding_path(tenant: Option<&str>, kind: &str) -> String {
     }
 }
 
-fn print_or_json(c: &ClientArgs, v: &Value, human: impl FnOnce() -> String) {
+fn print_or_json(c: &ClientArgs, v: &impl serde::Serialize, human: impl FnOnce() -> String) {
     if c.json {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     } else {
@@ -171,7 +174,7 @@ fn print_or_json(c: &ClientArgs, v: &Value, human: impl FnOnce() -> String) {
 
 async fn list(c: &ClientArgs) -> anyhow::Result<i32> {
     let client = Client::new(&c.addr, c.token.clone());
-    let v: Value = match client.get("/v1/policies").await {
+    let v: PolicyList = match client.get("/v1/policies").await {
         Ok(v) => v,
         Err(e) => return Ok(fail(e)),
     };
@@ -186,23 +189,18 @@ async fn list(c: &ClientArgs) -> anyhow::Result<i32> {
         .map(String::from)
         .to_vec(),
     ];
-    for p in v["policies"].as_array().into_iter().flatten() {
-        let kinds: Vec<&str> = p["kinds"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+    for p in &v.policies {
+        let kinds: Vec<&str> = p.kinds.iter().map(|k| k.as_str()).collect();
         rows.push(vec![
-            p["name"].as_str().unwrap_or("?").into(),
+            p.name.clone(),
             kinds.join(","),
-            p["hash"].as_str().unwrap_or("").chars().take(12).collect(),
-            p["calls"].to_string(),
-            p["faults"].to_string(),
-            format!("{:.1} µs", p["mean_ns"].as_f64().unwrap_or(0.0) / 1000.0),
-            format!("{:.1} µs", p["p99_ns"].as_f64().unwrap_or(0.0) / 1000.0),
-            super::report::human_bytes(p["memory_bytes"].as_u64().unwrap_or(0)),
-            if p["quarantined"].as_bool().unwrap_or(false) {
+            p.hash.chars().take(12).collect(),
+            p.calls.to_string(),
+            p.faults.to_string(),
+            format!("{:.1} µs", p.mean_ns as f64 / 1000.0),
+            format!("{:.1} µs", p.p99_ns as f64 / 1000.0),
+            super::report::human_bytes(p.memory_bytes),
+            if p.quarantined {
                 "quarantined".into()
             } else {
                 "ok".into()
@@ -210,17 +208,16 @@ async fn list(c: &ClientArgs) -> anyhow::Result<i32> {
         ]);
     }
     print!("{}", table(&rows));
-    let bindings = v["bindings"].as_array().cloned().unwrap_or_default();
     println!("\nBindings");
-    if bindings.is_empty() {
+    if v.bindings.is_empty() {
         println!("(none: every kind uses the native default)");
     } else {
         let mut rows = vec![vec!["TENANT".to_string(), "KIND".into(), "POLICY".into()]];
-        for b in bindings {
+        for b in v.bindings {
             rows.push(vec![
-                b["tenant"].as_str().unwrap_or("(default)").into(),
-                b["kind"].as_str().unwrap_or("?").into(),
-                b["policy"].as_str().unwrap_or("?").into(),
+                b.tenant.unwrap_or_else(|| "(default)".into()),
+                b.kind.as_str().into(),
+                b.policy,
             ]);
         }
         print!("{}", table(&rows));

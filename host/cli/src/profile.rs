@@ -5,7 +5,7 @@
 use super::{Client, ClientArgs, EXIT_USAGE};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
+use rmhost_server::wire::{Profile, ProfilePoint};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -46,15 +46,15 @@ pub async fn profile(args: &ProfileArgs) -> anyhow::Result<i32> {
     // The daemon answers only at the end: a local timer shows how far along it should be.
     let bar = recording_bar(args.duration_s);
     let ticker = tokio::spawn(tick_bar(bar.clone(), args.duration_s));
-    let answer = client.get::<Value>(&path).await;
+    let answer = client.get::<Profile>(&path).await;
     ticker.abort();
     bar.finish_and_clear();
-    let r: Value = match answer {
+    let r: Profile = match answer {
         Ok(v) => v,
         Err(e) => return Ok(super::client::report_error(e)),
     };
     std::fs::write(&args.output, serde_json::to_string_pretty(&r)? + "\n")?;
-    let n = r["points"].as_array().map_or(0, Vec::len);
+    let n = r.points.len();
     eprintln!("rmhost: {n} samples written to {}", args.output.display());
     if let Some(svg) = &args.svg {
         std::fs::write(svg, chart(&r))?;
@@ -102,17 +102,16 @@ struct Series {
 }
 
 /// Draws the profile's four series as stacked line charts in one SVG document.
-pub fn chart(profile: &Value) -> String {
-    let points = profile["points"].as_array().cloned().unwrap_or_default();
-    let get = |p: &Value, a: &str, b: &str| p["usage"][a][b].as_f64().unwrap_or(0.0);
-    let t = |p: &Value| p["t_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+pub fn chart(profile: &Profile) -> String {
+    let points = &profile.points;
+    let t = |p: &ProfilePoint| p.t_ms as f64 / 1000.0;
     let series = [
         Series {
             title: "CPU",
             unit: "%",
             values: points
                 .iter()
-                .map(|p| (t(p), get(p, "cpu", "percentage")))
+                .map(|p| (t(p), p.usage.cpu.percentage))
                 .collect(),
             color: "#d62728",
         },
@@ -121,7 +120,7 @@ pub fn chart(profile: &Value) -> String {
             unit: "%",
             values: points
                 .iter()
-                .map(|p| (t(p), get(p, "memory", "percentage")))
+                .map(|p| (t(p), p.usage.memory.percentage))
                 .collect(),
             color: "#1f77b4",
         },
@@ -130,7 +129,7 @@ pub fn chart(profile: &Value) -> String {
             unit: "active",
             values: points
                 .iter()
-                .map(|p| (t(p), get(p, "connections", "active")))
+                .map(|p| (t(p), p.usage.connections.active as f64))
                 .collect(),
             color: "#2ca02c",
         },
@@ -139,7 +138,7 @@ pub fn chart(profile: &Value) -> String {
             unit: "per minute",
             values: points
                 .iter()
-                .map(|p| (t(p), get(p, "requests", "per_minute")))
+                .map(|p| (t(p), p.usage.requests.per_minute as f64))
                 .collect(),
             color: "#9467bd",
         },
@@ -215,15 +214,23 @@ pub fn chart(profile: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use rmhost_core::telemetry::Usage;
 
     #[test]
     fn chart_has_a_line_per_series_with_every_point() {
-        let p = |t: u64, cpu: f64| {
-            json!({"t_ms": t, "usage": {"cpu": {"percentage": cpu}, "memory": {"percentage": 50.0},
-                   "connections": {"active": 3}, "requests": {"per_minute": 10}}})
+        let p = |t_ms: u64, cpu: f64| {
+            let mut usage = Usage::default();
+            usage.cpu.percentage = cpu;
+            usage.memory.percentage = 50.0;
+            usage.connections.active = 3;
+            usage.requests.per_minute = 10;
+            ProfilePoint { t_ms, usage }
         };
-        let svg = chart(&json!({"points": [p(0, 10.0), p(1000, 20.0), p(2000, 30.0)]}));
+        let svg = chart(&Profile {
+            duration_ms: 2000,
+            interval_ms: 1000,
+            points: vec![p(0, 10.0), p(1000, 20.0), p(2000, 30.0)],
+        });
         assert!(svg.starts_with("<svg"));
         assert_eq!(svg.matches("<polyline").count(), 4);
         let cpu_line = svg.lines().find(|l| l.contains("#d62728")).unwrap();

@@ -3,7 +3,7 @@
 
 use super::{Client, ClientArgs};
 use rmhost_core::health::{HealthReport, HealthStatus};
-use serde_json::Value;
+use rmhost_server::wire::{LatencyHistogram, PoolList, UsageReport};
 
 /// Prints rows as aligned columns; the first row is the header.
 pub fn table(rows: &[Vec<String>]) -> String {
@@ -59,57 +59,56 @@ fn amount(kind: &str, v: u64) -> String {
 /// `rmhost report`.
 pub async fn report(args: &ClientArgs) -> anyhow::Result<i32> {
     let client = Client::new(&args.addr, args.token.clone());
-    let usage: Value = match client.get("/v1/usage").await {
+    let report: UsageReport = match client.get("/v1/usage").await {
         Ok(v) => v,
         Err(e) => return Ok(fail(e)),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&usage)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(0);
     }
-    let n = |v: &Value| v.as_f64().unwrap_or(0.0);
-    let u = |v: &Value| v.as_u64().unwrap_or(0);
+    let usage = &report.usage;
     println!("System");
     println!(
         "{}",
         table(&[
             vec![
                 "cpu".into(),
-                format!("{:.1}%", n(&usage["cpu"]["percentage"])),
-                format!("load {:.2}", n(&usage["cpu"]["load_average"][0]))
+                format!("{:.1}%", usage.cpu.percentage),
+                format!("load {:.2}", usage.cpu.load_average[0])
             ],
             vec![
                 "memory".into(),
-                format!("{:.1}%", n(&usage["memory"]["percentage"])),
+                format!("{:.1}%", usage.memory.percentage),
                 format!(
                     "{} of {}",
-                    human_bytes(u(&usage["memory"]["used"])),
-                    human_bytes(u(&usage["memory"]["total"]))
+                    human_bytes(usage.memory.used),
+                    human_bytes(usage.memory.total)
                 ),
             ],
             vec![
                 "process rss".into(),
-                human_bytes(u(&usage["memory"]["process_rss"])),
+                human_bytes(usage.memory.process_rss),
                 String::new()
             ],
             vec![
                 "connections".into(),
-                u(&usage["connections"]["active"]).to_string(),
-                format!("{} total", u(&usage["connections"]["total"]))
+                usage.connections.active.to_string(),
+                format!("{} total", usage.connections.total)
             ],
             vec![
                 "requests".into(),
-                format!("{}/min", u(&usage["requests"]["per_minute"])),
-                format!("{} total", u(&usage["requests"]["total"]))
+                format!("{}/min", usage.requests.per_minute),
+                format!("{} total", usage.requests.total)
             ],
             vec![
                 "file handles".into(),
-                u(&usage["file_handles"]["open"]).to_string(),
-                format!("limit {}", u(&usage["file_handles"]["limit"])),
+                usage.file_handles.open.to_string(),
+                format!("limit {}", usage.file_handles.limit.unwrap_or(0)),
             ],
         ])
     );
-    let alloc = &usage["allocations"];
+    let alloc = &report.allocations;
     println!("Allocations (global)");
     let mut rows = vec![vec![
         "KIND".into(),
@@ -118,14 +117,14 @@ pub async fn report(args: &ClientArgs) -> anyhow::Result<i32> {
         "%".into(),
         "COUNT".into(),
     ]];
-    for k in alloc["global"].as_array().into_iter().flatten() {
-        let kind = k["kind"].as_str().unwrap_or("?");
+    for k in &alloc.global {
+        let kind = k.kind.as_str();
         rows.push(vec![
             kind.into(),
-            amount(kind, u(&k["used"])),
-            amount(kind, u(&k["limit"])),
-            format!("{:.1}", n(&k["percentage"])),
-            u(&k["allocations"]).to_string(),
+            amount(kind, k.used),
+            amount(kind, k.limit.unwrap_or(0)),
+            format!("{:.1}", k.percentage.unwrap_or(0.0)),
+            k.allocations.to_string(),
         ]);
     }
     println!("{}", table(&rows));
@@ -138,23 +137,21 @@ pub async fn report(args: &ClientArgs) -> anyhow::Result<i32> {
         "COUNT".into(),
         "RATE LIMIT".into(),
     ]];
-    for t in alloc["tenants"].as_array().into_iter().flatten() {
-        let name = t["tenant"].as_str().unwrap_or("?");
-        for k in t["kinds"].as_array().into_iter().flatten() {
-            if u(&k["allocations"]) == 0 && k["limit"].is_null() {
+    for t in &alloc.tenants {
+        for k in &t.kinds {
+            if k.allocations == 0 && k.limit.is_none() {
                 continue;
             }
-            let kind = k["kind"].as_str().unwrap_or("?");
+            let kind = k.kind.as_str();
             rows.push(vec![
-                name.into(),
+                t.tenant.clone(),
                 kind.into(),
-                amount(kind, u(&k["used"])),
-                k["limit"]
-                    .as_u64()
+                amount(kind, k.used),
+                k.limit
                     .map(|l| amount(kind, l))
                     .unwrap_or_else(|| "-".into()),
-                u(&k["allocations"]).to_string(),
-                format!("{}/min", u(&t["requests_per_minute_limit"])),
+                k.allocations.to_string(),
+                format!("{}/min", t.requests_per_minute_limit),
             ]);
         }
     }
@@ -203,20 +200,19 @@ pub async fn health(args: &ClientArgs, verbose: bool) -> anyhow::Result<i32> {
 /// `rmhost connections`: the pools as a table (or JSON).
 pub async fn connections(args: &ClientArgs) -> anyhow::Result<i32> {
     let client = Client::new(&args.addr, args.token.clone());
-    let v: Value = match client.get("/v1/pools").await {
+    let list: PoolList = match client.get("/v1/pools").await {
         Ok(v) => v,
         Err(e) => return Ok(fail(e)),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(0);
     }
-    let pools = v["pools"].as_array().cloned().unwrap_or_default();
+    let pools = &list.pools;
     if pools.is_empty() {
         println!("no pools configured (set DATABASE_URL / REDIS_URL or [pools.*] in rmhost.toml)");
         return Ok(0);
     }
-    let u = |p: &Value, k: &str| p[k].as_u64().unwrap_or(0).to_string();
     let mut rows = vec![
         [
             "POOL",
@@ -236,46 +232,42 @@ pub async fn connections(args: &ClientArgs) -> anyhow::Result<i32> {
         .map(String::from)
         .to_vec(),
     ];
-    for p in &pools {
-        let h = &p["acquire_latency"];
-        let p99 = p99_us(h).map_or("-".to_string(), |us| {
+    for p in pools {
+        let p99 = p99_us(&p.acquire_latency).map_or("-".to_string(), |us| {
             format!("{:.2} ms", us as f64 / 1000.0)
         });
         rows.push(vec![
-            p["pool"].as_str().unwrap_or("?").to_string(),
-            u(p, "size"),
-            u(p, "idle"),
-            u(p, "in_use"),
-            u(p, "waiting"),
-            u(p, "max"),
-            u(p, "acquires"),
-            u(p, "timeouts"),
-            u(p, "recycled"),
-            u(p, "failed_health_checks"),
-            p["last_ping_ms"]
-                .as_f64()
+            p.pool.clone(),
+            p.size.to_string(),
+            p.idle.to_string(),
+            p.in_use.to_string(),
+            p.waiting.to_string(),
+            p.max.to_string(),
+            p.acquires.to_string(),
+            p.timeouts.to_string(),
+            p.recycled.to_string(),
+            p.failed_health_checks.to_string(),
+            p.last_ping_ms
                 .map_or("-".into(), |ms| format!("{ms:.2} ms")),
             p99,
-            p["circuit"].as_str().unwrap_or("?").to_string(),
+            p.circuit.as_str().to_string(),
         ]);
     }
     print!("{}", table(&rows));
     Ok(0)
 }
 
-/// The upper bound of the bucket holding the 99th percentile of a latency histogram.
-fn p99_us(h: &Value) -> Option<u64> {
-    let count = h["count"].as_u64()?;
-    if count == 0 {
+/// The upper bound of the bucket holding the 99th percentile of a latency histogram
+/// (`u64::MAX` when it falls in the `+Inf` bucket).
+fn p99_us(h: &LatencyHistogram) -> Option<u64> {
+    if h.count == 0 {
         return None;
     }
-    let target = (count as f64 * 0.99).ceil() as u64;
-    let bounds = h["bounds_us"].as_array()?;
-    let counts = h["cumulative_counts"].as_array()?;
-    counts
+    let target = (h.count as f64 * 0.99).ceil() as u64;
+    h.cumulative_counts
         .iter()
-        .position(|c| c.as_u64().unwrap_or(0) >= target)
-        .map(|i| bounds.get(i).and_then(Value::as_u64).unwrap_or(u64::MAX))
+        .position(|&c| c >= target)
+        .map(|i| h.bounds_us.get(i).copied().unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

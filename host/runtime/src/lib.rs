@@ -37,7 +37,7 @@ mod tests;
 
 pub use check::{CheckReport, ConformanceReport};
 pub use registry::{BindingInfo, PolicyInfo, PolicyRuntime};
-pub use watch::{DEBOUNCE, ReloadOutcome, WatchHandle};
+pub use watch::{DEBOUNCE, ReloadAction, ReloadOutcome, WatchHandle};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

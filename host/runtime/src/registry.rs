@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
@@ -98,7 +98,7 @@ pub struct PolicyRuntime {
 }
 
 /// One binding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindingInfo {
     /// Tenant, or `None` for the default binding.
     pub tenant: Option<String>,
@@ -109,7 +109,7 @@ pub struct BindingInfo {
 }
 
 /// A loaded policy, for `policy list` and the API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicyInfo {
     /// Name (file stem).
     pub name: String,

@@ -468,12 +468,16 @@ fn reload_dir_loads_and_unloads() {
     std::fs::write(dir.path().join("bad.wasm"), b"nope").unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
     let out = rt.load_dir(dir.path()).unwrap();
-    let actions: Vec<_> = out.iter().map(|o| (o.name.as_str(), o.action)).collect();
+    let actions: Vec<_> = out
+        .iter()
+        .map(|o| (o.name.as_str(), o.action.as_str()))
+        .collect();
     assert_eq!(actions, [("a", "loaded"), ("bad", "failed")]);
     std::fs::remove_file(dir.path().join("a.wasm")).unwrap();
     let out = rt.reload_dir().unwrap();
     assert!(
-        out.iter().any(|o| o.name == "a" && o.action == "unloaded"),
+        out.iter()
+            .any(|o| o.name == "a" && o.action == ReloadAction::Unloaded),
         "{out:?}"
     );
     assert!(rt.list().is_empty());

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::RuntimeError;
 use super::registry::{PolicyRuntime, policy_name};
@@ -43,14 +43,40 @@ impl Drop for WatchHandle {
 }
 
 /// What a directory (re)load did with one file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReloadOutcome {
     /// Policy name.
     pub name: String,
-    /// `loaded`, `unchanged`, `failed` or `unloaded`.
-    pub action: &'static str,
+    /// What happened to it.
+    pub action: ReloadAction,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+/// What a (re)load did with one file; serialized as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadAction {
+    /// Loaded (new, or its content changed).
+    Loaded,
+    /// Same content as the version already loaded.
+    Unchanged,
+    /// Could not be loaded; the outcome's `error` says why.
+    Failed,
+    /// Its file is gone, so it was unloaded.
+    Unloaded,
+}
+
+impl ReloadAction {
+    /// The snake_case name, as in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadAction::Loaded => "loaded",
+            ReloadAction::Unchanged => "unchanged",
+            ReloadAction::Failed => "failed",
+            ReloadAction::Unloaded => "unloaded",
+        }
+    }
 }
 
 fn is_wasm(p: &Path) -> bool {
@@ -87,17 +113,17 @@ impl PolicyRuntime {
             out.push(match self.load_file(&f) {
                 Ok(i) if before.as_deref() == Some(i.hash.as_str()) => ReloadOutcome {
                     name,
-                    action: "unchanged",
+                    action: ReloadAction::Unchanged,
                     error: None,
                 },
                 Ok(_) => ReloadOutcome {
                     name,
-                    action: "loaded",
+                    action: ReloadAction::Loaded,
                     error: None,
                 },
                 Err(e) => ReloadOutcome {
                     name,
-                    action: "failed",
+                    action: ReloadAction::Failed,
                     error: Some(e.to_string()),
                 },
             });
@@ -119,7 +145,7 @@ impl PolicyRuntime {
                 if gone && self.unload(&info.name).is_ok() {
                     out.push(ReloadOutcome {
                         name: info.name,
-                        action: "unloaded",
+                        action: ReloadAction::Unloaded,
                         error: None,
                     });
                 }

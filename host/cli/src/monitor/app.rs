@@ -15,7 +15,8 @@ use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{cursor, execute, terminal};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
-use serde_json::Value;
+use rmhost_server::wire::{CacheInfo, MemoryStatus, PolicyList, PoolList, UsageReport};
+use serde::de::DeserializeOwned;
 use std::io::{IsTerminal, Stdout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,32 @@ use tokio::sync::mpsc;
 /// The shortest redraw period: at most 4 frames a second.
 const FRAME: Duration = Duration::from_millis(250);
 
+/// Why a poll of `/v1/usage` counts the daemon as lost.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// Nothing answered at the address: the reason alone (the address is in the title).
+    #[error("{reason}")]
+    Unreachable {
+        /// Why, e.g. "Connection refused (os error 111)".
+        reason: String,
+    },
+    /// The daemon answered with an error, or with a body the monitor cannot read.
+    #[error(transparent)]
+    Answer(ClientError),
+    /// The poll did not finish within its bound.
+    #[error("no answer in time")]
+    Timeout,
+}
+
+impl From<ClientError> for PollError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unreachable { reason, .. } => PollError::Unreachable { reason },
+            other => PollError::Answer(other),
+        }
+    }
+}
+
 /// One poll of the JSON routes. `usage` decides whether the daemon is reachable; the
 /// others are optional (a tenant token may not see them all).
 #[derive(Debug)]
@@ -32,15 +59,15 @@ pub struct Snapshot {
     /// Milliseconds since the monitor started, when the poll began.
     pub at_ms: u64,
     /// `GET /v1/usage`, or why it failed.
-    pub usage: Result<Value, String>,
+    pub usage: Result<UsageReport, PollError>,
     /// `GET /v1/memory`.
-    pub memory: Option<Value>,
+    pub memory: Option<MemoryStatus>,
     /// `GET /v1/pools`.
-    pub pools: Option<Value>,
+    pub pools: Option<PoolList>,
     /// `GET /v1/policies`.
-    pub policies: Option<Value>,
+    pub policies: Option<PolicyList>,
     /// `GET /v1/caches`.
-    pub caches: Option<Value>,
+    pub caches: Option<Vec<CacheInfo>>,
 }
 
 /// What the sources send the loop.
@@ -61,7 +88,7 @@ pub fn apply_snapshot(s: &mut DashboardState, snap: &Snapshot) {
             s.apply_usage(u, snap.at_ms);
         }
         Err(why) => {
-            s.link = Link::Disconnected(why.clone());
+            s.link = Link::Disconnected(why.to_string());
             return;
         }
     }
@@ -213,7 +240,7 @@ pub async fn run(args: &MonitorArgs) -> anyhow::Result<i32> {
                         if state.paused {
                             // Frozen figures, but a lost daemon still shows.
                             if let Err(why) = &snap.usage {
-                                state.link = Link::Disconnected(why.clone());
+                                state.link = Link::Disconnected(why.to_string());
                             } else {
                                 state.link = Link::Connected;
                             }
@@ -278,8 +305,8 @@ fn spawn_key_reader(
     })
 }
 
-async fn get_opt(client: &Client, path: &str) -> Option<Value> {
-    client.get::<Value>(path).await.ok()
+async fn get_opt<T: DeserializeOwned>(client: &Client, path: &str) -> Option<T> {
+    client.get::<T>(path).await.ok()
 }
 
 /// Polls the JSON routes every `interval`; a poll is bounded so a hung daemon reads as
@@ -294,7 +321,7 @@ async fn poll_loop(client: Client, interval: Duration, tx: mpsc::Sender<Update>)
         let at_ms = start.elapsed().as_millis() as u64;
         let poll = async {
             let (usage, memory, pools, policies, caches) = tokio::join!(
-                client.get::<Value>("/v1/usage"),
+                client.get::<UsageReport>("/v1/usage"),
                 get_opt(&client, "/v1/memory"),
                 get_opt(&client, "/v1/pools"),
                 get_opt(&client, "/v1/policies"),
@@ -302,26 +329,21 @@ async fn poll_loop(client: Client, interval: Duration, tx: mpsc::Sender<Update>)
             );
             Snapshot {
                 at_ms,
-                usage: usage.map_err(|e| match e {
-                    ClientError::Unreachable { reason, .. } => reason,
-                    other => other.to_string(),
-                }),
+                usage: usage.map_err(PollError::from),
                 memory,
                 pools,
                 policies,
                 caches,
             }
         };
-        let snap = tokio::time::timeout(bound, poll)
-            .await
-            .unwrap_or_else(|_| Snapshot {
-                at_ms,
-                usage: Err("no answer in time".into()),
-                memory: None,
-                pools: None,
-                policies: None,
-                caches: None,
-            });
+        let snap = tokio::time::timeout(bound, poll).await.unwrap_or(Snapshot {
+            at_ms,
+            usage: Err(PollError::Timeout),
+            memory: None,
+            pools: None,
+            policies: None,
+            caches: None,
+        });
         if tx.send(Update::Snapshot(Box::new(snap))).await.is_err() {
             return;
         }

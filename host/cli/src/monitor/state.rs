@@ -1,10 +1,14 @@
-//! What the dashboard shows, filled from the daemon's JSON answers and its event stream.
+//! What the dashboard shows, filled from the daemon's answers (the typed bodies of
+//! `rmhost_server::wire`) and its event stream.
 //!
-//! No I/O and no clock here: every update takes the JSON it applies (and, where a rate is
+//! No I/O and no clock here: every update takes the answer it applies (and, where a rate is
 //! computed, the time of the sample), so the state is built by hand in tests and the
 //! renderer draws the same screen for the same state.
 
 use super::sse::SseMessage;
+use rmhost_core::policy::ResourceKind;
+use rmhost_server::wire::{CacheInfo, MemoryStatus, PolicyList, PoolList, UsageReport};
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::VecDeque;
 
@@ -229,18 +233,18 @@ pub struct DashboardState {
     last_total: Option<(u64, u64)>,
 }
 
-fn u(v: &Value) -> u64 {
-    v.as_u64()
-        .or_else(|| v.as_f64().map(|f| f.max(0.0) as u64))
-        .unwrap_or(0)
-}
-
-fn f(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(0.0)
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or("?").to_string()
+/// The envelope fields of an event-stream message the dashboard reads; every other field
+/// is shown as it comes (events of a newer daemon included), so the data stays JSON too.
+#[derive(Debug, Default, Deserialize)]
+struct EventHead {
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    at_ms: Option<u64>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    level: Option<String>,
 }
 
 fn push_bounded(h: &mut VecDeque<u64>, v: u64, cap: usize) {
@@ -271,23 +275,24 @@ impl DashboardState {
     }
 
     /// Applies `GET /v1/usage`, sampled at `at_ms` (any monotonic milliseconds).
-    pub fn apply_usage(&mut self, v: &Value, at_ms: u64) {
+    pub fn apply_usage(&mut self, r: &UsageReport, at_ms: u64) {
+        let v = &r.usage;
         self.cpu = Cpu {
-            percent: f(&v["cpu"]["percentage"]),
-            process_percent: f(&v["cpu"]["process_percentage"]),
-            load1: f(&v["cpu"]["load_average"][0]),
+            percent: v.cpu.percentage,
+            process_percent: v.cpu.process_percentage,
+            load1: v.cpu.load_average[0],
         };
         push_bounded(
             &mut self.cpu_history,
             self.cpu.percent.round() as u64,
             HISTORY,
         );
-        self.memory.used = u(&v["memory"]["used"]);
-        self.memory.total = u(&v["memory"]["total"]);
-        self.memory.rss = u(&v["memory"]["process_rss"]);
-        self.connections_active = u(&v["connections"]["active"]);
-        self.requests_per_minute = u(&v["requests"]["per_minute"]);
-        let total = u(&v["requests"]["total"]);
+        self.memory.used = v.memory.used;
+        self.memory.total = v.memory.total;
+        self.memory.rss = v.memory.process_rss;
+        self.connections_active = v.connections.active;
+        self.requests_per_minute = v.requests.per_minute;
+        let total = v.requests.total;
         if let Some((t0, n0)) = self.last_total
             && at_ms > t0
         {
@@ -297,22 +302,21 @@ impl DashboardState {
         }
         self.last_total = Some((at_ms, total));
         self.requests_total = total;
-        let mut tenants: Vec<TenantRow> = v["allocations"]["tenants"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let mut tenants: Vec<TenantRow> = r
+            .allocations
+            .tenants
+            .iter()
             .map(|t| {
                 let mut row = TenantRow {
-                    tenant: s(&t["tenant"]),
+                    tenant: t.tenant.clone(),
                     ..Default::default()
                 };
-                for k in t["kinds"].as_array().into_iter().flatten() {
-                    let used = u(&k["used"]);
-                    row.allocations += u(&k["allocations"]);
-                    match k["kind"].as_str() {
-                        Some("memory") => row.memory = used,
-                        Some("cpu") => row.cpu = used,
-                        Some("connections") => row.connections = used,
+                for k in &t.kinds {
+                    row.allocations += u64::from(k.allocations);
+                    match k.kind {
+                        ResourceKind::Memory => row.memory = k.used,
+                        ResourceKind::Cpu => row.cpu = k.used,
+                        ResourceKind::Connections => row.connections = k.used,
                         _ => {}
                     }
                 }
@@ -325,88 +329,82 @@ impl DashboardState {
     }
 
     /// Applies `GET /v1/memory`.
-    pub fn apply_memory(&mut self, v: &Value) {
-        let d = &v["details"];
-        self.memory.pressure = v["status"].as_str().unwrap_or("unknown").to_string();
-        self.memory.budget = u(&d["budget_bytes"]);
-        self.memory.budget_source = d["budget_source"].as_str().unwrap_or("").to_string();
-        self.memory.rss_percent = f(&d["rss_percent"]);
-        self.memory.cache_bytes = u(&d["cache_bytes"]);
-        self.memory.allocation_bytes = u(&d["allocation_bytes"]);
-        self.memory.psi_some = d["psi_some_avg10"].as_f64();
-        if u(&d["rss_bytes"]) > 0 {
-            self.memory.rss = u(&d["rss_bytes"]);
+    pub fn apply_memory(&mut self, v: &MemoryStatus) {
+        let d = &v.details;
+        self.memory.pressure = v.status.as_str().to_string();
+        self.memory.budget = d.budget_bytes;
+        self.memory.budget_source = d.budget_source.clone();
+        self.memory.rss_percent = d.rss_percent;
+        self.memory.cache_bytes = d.cache_bytes;
+        self.memory.allocation_bytes = d.allocation_bytes;
+        self.memory.psi_some = d.psi_some_avg10;
+        if d.rss_bytes > 0 {
+            self.memory.rss = d.rss_bytes;
         }
     }
 
     /// Applies `GET /v1/pools`.
-    pub fn apply_pools(&mut self, v: &Value) {
-        self.pools = v["pools"]
-            .as_array()
-            .into_iter()
-            .flatten()
+    pub fn apply_pools(&mut self, v: &PoolList) {
+        self.pools = v
+            .pools
+            .iter()
             .map(|p| PoolRow {
-                pool: s(&p["pool"]),
-                size: u(&p["size"]),
-                idle: u(&p["idle"]),
-                in_use: u(&p["in_use"]),
-                waiting: u(&p["waiting"]),
-                max: u(&p["max"]),
-                timeouts: u(&p["timeouts"]),
-                circuit: s(&p["circuit"]),
+                pool: p.pool.clone(),
+                size: p.size.into(),
+                idle: p.idle.into(),
+                in_use: p.in_use.into(),
+                waiting: p.waiting.into(),
+                max: p.max.into(),
+                timeouts: p.timeouts,
+                circuit: p.circuit.as_str().to_string(),
             })
             .collect();
     }
 
     /// Applies `GET /v1/policies`.
-    pub fn apply_policies(&mut self, v: &Value) {
-        self.policies = v["policies"]
-            .as_array()
-            .into_iter()
-            .flatten()
+    pub fn apply_policies(&mut self, v: &PolicyList) {
+        self.policies = v
+            .policies
+            .iter()
             .map(|p| PolicyRow {
-                name: s(&p["name"]),
-                kinds: p["kinds"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
+                name: p.name.clone(),
+                kinds: p
+                    .kinds
+                    .iter()
+                    .map(|k| k.as_str())
                     .collect::<Vec<_>>()
                     .join(","),
-                bindings: p["bindings"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                bindings: p
+                    .bindings
+                    .iter()
                     .map(|b| {
                         format!(
                             "{}:{}",
-                            b["tenant"].as_str().unwrap_or("default"),
-                            b["kind"].as_str().unwrap_or("?")
+                            b.tenant.as_deref().unwrap_or("default"),
+                            b.kind.as_str()
                         )
                     })
                     .collect(),
-                calls: u(&p["calls"]),
-                faults: u(&p["faults"]),
-                p99_ns: u(&p["p99_ns"]),
-                quarantined: p["quarantined"].as_bool().unwrap_or(false),
+                calls: p.calls,
+                faults: p.faults,
+                p99_ns: p.p99_ns,
+                quarantined: p.quarantined,
             })
             .collect();
     }
 
     /// Applies `GET /v1/caches`.
-    pub fn apply_caches(&mut self, v: &Value) {
+    pub fn apply_caches(&mut self, v: &[CacheInfo]) {
         self.caches = v
-            .as_array()
-            .into_iter()
-            .flatten()
+            .iter()
             .map(|c| CacheRow {
-                name: s(&c["name"]),
-                policy: s(&c["policy"]),
-                bytes: u(&c["bytes"]),
-                capacity: u(&c["capacity_bytes"]),
-                entries: u(&c["entries"]),
-                hit_ratio: f(&c["hit_ratio"]),
-                evictions: u(&c["evictions"]),
+                name: c.name.clone(),
+                policy: c.stats.policy.clone(),
+                bytes: c.stats.bytes,
+                capacity: c.stats.capacity_bytes,
+                entries: c.stats.entries,
+                hit_ratio: c.stats.hit_ratio,
+                evictions: c.stats.evictions,
             })
             .collect();
     }
@@ -414,17 +412,18 @@ impl DashboardState {
     /// Appends one message of the event stream to the log.
     pub fn push_event(&mut self, m: &SseMessage) {
         let data: Value = serde_json::from_str(&m.data).unwrap_or(Value::Null);
+        let head = EventHead::deserialize(&data).unwrap_or_default();
         let seq =
             m.id.as_deref()
                 .and_then(|i| i.parse().ok())
-                .or_else(|| data["seq"].as_u64())
+                .or(head.seq)
                 .unwrap_or(0);
         if seq > 0 && seq <= self.last_seq && seq + 1 < self.last_seq {
             // Sequence numbers went backwards by more than a replayed overlap: the daemon
             // restarted. Keep the log, note it, and follow the new numbering.
             self.push_line(EventLine {
                 seq: 0,
-                time: clock(data["at_ms"].as_u64().unwrap_or(0)),
+                time: clock(head.at_ms.unwrap_or(0)),
                 kind: "Restarted".into(),
                 summary: "the daemon restarted: event numbers start again".into(),
             });
@@ -435,16 +434,16 @@ impl DashboardState {
         let kind = m
             .event
             .clone()
-            .or_else(|| data["type"].as_str().map(str::to_string))
+            .or(head.kind)
             .unwrap_or_else(|| "message".into());
         if kind == "MemoryPressure"
-            && let Some(level) = data["level"].as_str()
+            && let Some(level) = head.level
         {
-            self.memory.pressure = level.to_string();
+            self.memory.pressure = level;
         }
         self.push_line(EventLine {
             seq,
-            time: clock(data["at_ms"].as_u64().unwrap_or(0)),
+            time: clock(head.at_ms.unwrap_or(0)),
             summary: summarize(&data, &m.data),
             kind,
         });
@@ -478,14 +477,15 @@ fn summarize(data: &Value, raw: &str) -> String {
     let Some(obj) = data.as_object() else {
         return raw.trim().to_string();
     };
-    let mut keys: Vec<&String> = obj
-        .keys()
-        .filter(|k| !matches!(k.as_str(), "seq" | "at_ms" | "type"))
+    let mut fields: Vec<(&String, &Value)> = obj
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "seq" | "at_ms" | "type"))
         .collect();
     let rank = |k: &str| FIRST.iter().position(|f| *f == k).unwrap_or(FIRST.len());
-    keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
-    keys.iter()
-        .map(|k| match &obj[k.as_str()] {
+    fields.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    fields
+        .iter()
+        .map(|(k, v)| match v {
             Value::String(s) => format!("{k}={s}"),
             Value::Null => format!("{k}=-"),
             other => format!("{k}={other}"),

@@ -1,14 +1,21 @@
 //! The monitor without a terminal or a daemon: the SSE parser, state updates from sample
-//! JSON, keys, and the rendering of a fixed state against a golden screen.
+//! answers, keys, and the rendering of a fixed state against a golden screen.
 
-use super::app::{Snapshot, apply_snapshot, handle_key};
+use super::app::{PollError, Snapshot, apply_snapshot, handle_key};
 use super::draw::draw;
 use super::sse::{SseMessage, SseParser};
 use super::state::*;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use serde_json::json;
+use rmhost_core::memory::CacheStats;
+use rmhost_core::memory::pressure::MemoryDetails;
+use rmhost_core::policy::{PolicyKind, PressureLevel, ResourceKind};
+use rmhost_core::resources::{KindUsage, LedgerUsage, TenantUsage};
+use rmhost_server::wire::{
+    BindingInfo, CacheInfo, MemoryStatus, PolicyInfo, PolicyList, PoolList, PoolMetrics,
+    UsageReport,
+};
 
 fn key(c: KeyCode) -> KeyEvent {
     KeyEvent::new(c, KeyModifiers::NONE)
@@ -72,21 +79,52 @@ fn sse_parser_handles_split_chunks_crlf_comments_and_multiline_data() {
     assert_eq!(p.feed(b"\n\n").len(), 1);
 }
 
-fn usage(cpu: f64, total: u64) -> serde_json::Value {
-    json!({
-        "cpu": {"percentage": cpu, "process_percentage": 3.5, "load_average": [1.25, 1.0, 0.5]},
-        "memory": {"used": 4u64 << 30, "total": 8u64 << 30, "process_rss": 50u64 << 20, "percentage": 50.0},
-        "connections": {"active": 4},
-        "requests": {"per_minute": 600, "total": total},
-        "allocations": {"global": [], "tenants": [
-            {"tenant": "zeta", "kinds": [{"kind": "memory", "used": 0, "allocations": 0}]},
-            {"tenant": "acme", "requests_per_minute_limit": 600, "kinds": [
-                {"kind": "memory", "used": 1048576, "allocations": 2, "limit": null},
-                {"kind": "cpu", "used": 250, "allocations": 1},
-                {"kind": "connections", "used": 3, "allocations": 1}
-            ]}
-        ]}
-    })
+fn kind_usage(kind: ResourceKind, used: u64, allocations: u32) -> KindUsage {
+    KindUsage {
+        kind,
+        used,
+        limit: None,
+        percentage: None,
+        allocations,
+    }
+}
+
+fn usage(cpu: f64, total: u64) -> UsageReport {
+    let mut u = rmhost_core::telemetry::Usage::default();
+    u.cpu.percentage = cpu;
+    u.cpu.process_percentage = 3.5;
+    u.cpu.load_average = [1.25, 1.0, 0.5];
+    u.memory.used = 4 << 30;
+    u.memory.total = 8 << 30;
+    u.memory.process_rss = 50 << 20;
+    u.memory.percentage = 50.0;
+    u.connections.active = 4;
+    u.requests.per_minute = 600;
+    u.requests.total = total;
+    let tenants = vec![
+        TenantUsage {
+            tenant: "zeta".into(),
+            kinds: vec![kind_usage(ResourceKind::Memory, 0, 0)],
+            requests_per_minute_limit: 600,
+        },
+        TenantUsage {
+            tenant: "acme".into(),
+            kinds: vec![
+                kind_usage(ResourceKind::Memory, 1048576, 2),
+                kind_usage(ResourceKind::Cpu, 250, 1),
+                kind_usage(ResourceKind::Connections, 3, 1),
+            ],
+            requests_per_minute_limit: 600,
+        },
+    ];
+    UsageReport {
+        usage: u,
+        allocations: LedgerUsage {
+            global: vec![],
+            tenants,
+            allocations: 4,
+        },
+    }
 }
 
 #[test]
@@ -114,37 +152,83 @@ fn state_follows_the_json_of_every_route() {
     s.apply_usage(&usage(1.0, 10), 13_000);
     assert_eq!(s.rate_history.back(), Some(&0));
 
-    s.apply_memory(&json!({"status": "warning", "details": {
-        "budget_bytes": 2u64 << 30, "budget_source": "max_memory_mb", "rss_bytes": 60u64 << 20,
-        "rss_percent": 2.9, "cache_bytes": 4096, "allocation_bytes": 1048576,
-        "accounted_percent": 0.1, "psi_some_avg10": 0.5, "psi_full_avg10": null,
-        "raw_level": "warning"}}));
+    s.apply_memory(&MemoryStatus {
+        status: PressureLevel::Warning,
+        details: MemoryDetails {
+            budget_bytes: 2 << 30,
+            budget_source: "max_memory_mb".into(),
+            rss_bytes: 60 << 20,
+            rss_percent: 2.9,
+            cache_bytes: 4096,
+            allocation_bytes: 1048576,
+            accounted_percent: 0.1,
+            psi_some_avg10: Some(0.5),
+            psi_full_avg10: None,
+            raw_level: PressureLevel::Warning,
+            reasons: vec![],
+        },
+    });
     assert_eq!(s.memory.pressure, "warning");
     assert_eq!(s.memory.rss, 60 << 20);
     assert_eq!(s.memory.psi_some, Some(0.5));
 
-    s.apply_pools(
-        &json!({"pools": [{"pool": "postgres/main", "kind": "postgres", "size": 3,
-        "idle": 1, "in_use": 2, "waiting": 0, "max": 10, "timeouts": 1, "circuit": "closed"}]}),
-    );
+    s.apply_pools(&PoolList {
+        pools: vec![PoolMetrics {
+            pool: "postgres/main".into(),
+            kind: "postgres".into(),
+            size: 3,
+            idle: 1,
+            in_use: 2,
+            waiting: 0,
+            max: 10,
+            timeouts: 1,
+            ..Default::default()
+        }],
+    });
     assert_eq!(s.pools[0].pool, "postgres/main");
     assert_eq!((s.pools[0].in_use, s.pools[0].max), (2, 10));
 
-    s.apply_policies(
-        &json!({"policies": [{"name": "fair-quota", "kinds": ["quota", "eviction"],
-        "calls": 42, "faults": 1, "p99_ns": 15300, "quarantined": false,
-        "bindings": [{"tenant": null, "kind": "quota", "policy": "fair-quota"},
-                     {"tenant": "acme", "kind": "eviction", "policy": "fair-quota"}]}],
-        "bindings": [], "pooling_allocator": true}),
-    );
+    let binding = |tenant: Option<&str>, kind| BindingInfo {
+        tenant: tenant.map(str::to_string),
+        kind,
+        policy: "fair-quota".into(),
+    };
+    s.apply_policies(&PolicyList {
+        policies: vec![PolicyInfo {
+            name: "fair-quota".into(),
+            kinds: vec![PolicyKind::Quota, PolicyKind::Eviction],
+            calls: 42,
+            faults: 1,
+            p99_ns: 15300,
+            quarantined: false,
+            bindings: vec![
+                binding(None, PolicyKind::Quota),
+                binding(Some("acme"), PolicyKind::Eviction),
+            ],
+            ..Default::default()
+        }],
+        bindings: vec![],
+        pooling_allocator: true,
+    });
     assert_eq!(s.policies[0].kinds, "quota,eviction");
     assert_eq!(s.policies[0].bindings, ["default:quota", "acme:eviction"]);
 
-    s.apply_caches(
-        &json!([{"name": "demo", "tenant": "acme", "mode": "accounting",
-        "policy": "lru", "capacity_bytes": 1024, "entries": 3, "bytes": 512, "hits": 3,
-        "misses": 1, "hit_ratio": 0.75, "evictions": 2}]),
-    );
+    s.apply_caches(&[CacheInfo {
+        name: "demo".into(),
+        tenant: "acme".into(),
+        mode: "accounting".into(),
+        stats: CacheStats {
+            policy: "lru".into(),
+            capacity_bytes: 1024,
+            entries: 3,
+            bytes: 512,
+            hits: 3,
+            misses: 1,
+            hit_ratio: 0.75,
+            evictions: 2,
+            ..Default::default()
+        },
+    }]);
     assert_eq!(s.caches[0].hit_ratio, 0.75);
 
     // Events: the summary puts the telling fields first, drops the envelope.
@@ -401,7 +485,9 @@ fn a_lost_daemon_shows_disconnected_and_paused_shows() {
     let mut s = fixed_state();
     let snap = Snapshot {
         at_ms: 0,
-        usage: Err("Connection refused (os error 111)".into()),
+        usage: Err(PollError::Unreachable {
+            reason: "Connection refused (os error 111)".into(),
+        }),
         memory: None,
         pools: None,
         policies: None,

@@ -124,7 +124,7 @@ impl Striped {
 }
 
 /// Acquire latency (wait in the queue plus connecting or recycling), Prometheus-shaped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatencyHistogram {
     /// Bucket upper bounds, microseconds; a last, implicit `+Inf` bucket follows.
     pub bounds_us: Vec<u64>,
@@ -150,7 +150,7 @@ impl LatencyHistogram {
 }
 
 /// One pool's snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PoolMetrics {
     /// `kind/name`, e.g. `postgres/main`.
     pub pool: String,

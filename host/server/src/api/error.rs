@@ -1,14 +1,14 @@
 //! The one error type HTTP clients see: a status, a stable code and a message. Internal
 //! failures are logged with their detail and sent as a generic `internal` error.
 
+use crate::wire::ErrorBody;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rmhost_core::resources::ResourceError;
-use serde_json::json;
 
-/// An error answered as `{"error": CODE, "message": TEXT}`.
+/// An error answered as `{"error": CODE, "message": TEXT}` (a [`ErrorBody`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// HTTP status.
@@ -20,7 +20,7 @@ pub struct ApiError {
     /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after_s: Option<u64>,
     /// Extra fields merged into the body.
-    pub extra: Option<serde_json::Value>,
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -30,7 +30,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_s: None,
-            extra: None,
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -81,23 +81,32 @@ impl ApiError {
         )
     }
 
-    /// Adds fields to the body.
-    pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
-        self.extra = Some(extra);
+    /// Adds the fields of `extra` (a struct or map) to the body; `error` and `message`
+    /// keep their values.
+    pub fn with_extra(mut self, extra: &impl serde::Serialize) -> Self {
+        match serde_json::to_value(extra) {
+            Ok(serde_json::Value::Object(fields)) => {
+                for (k, v) in fields {
+                    if k != "error" && k != "message" {
+                        self.extra.entry(k).or_insert(v);
+                    }
+                }
+            }
+            // Only structs and maps have fields; anything else is a bug in the caller.
+            Ok(other) => tracing::error!(extra = %other, "error extra is not an object"),
+            Err(e) => tracing::error!(error = %e, "error extra does not serialize"),
+        }
         self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "message": self.message });
-        if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
-            (self.extra, body.as_object_mut())
-        {
-            for (k, v) in extra {
-                obj.entry(k).or_insert(v);
-            }
-        }
+        let body = ErrorBody {
+            error: self.code.to_string(),
+            message: self.message,
+            details: self.extra,
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after_s
             && let Ok(v) = HeaderValue::from_str(&s.to_string())

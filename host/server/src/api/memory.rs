@@ -1,6 +1,10 @@
 //! Cache, memory, gc, snapshot and leak routes.
 
 use super::{ApiError, AppState, Caller};
+use crate::wire::{
+    CacheDeleted, EntryRemoved, EntryStored, EntryValue, GcReport, LeakList, MemorySnapshot,
+    MemoryStatus, Trimmed,
+};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -8,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rmhost_core::memory::{CacheError, CacheInfo, purge};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,11 +131,11 @@ pub async fn delete_cache(
     State(s): State<AppState>,
     caller: Caller,
     p: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CacheDeleted>, ApiError> {
     let Path(name) = p?;
     owned(&s, &caller, &name)?;
     s.host.caches.unregister(&name)?;
-    Ok(Json(json!({"deleted": name})))
+    Ok(Json(CacheDeleted { deleted: name }))
 }
 
 /// Body of `PUT /v1/caches/{name}/entries/{key}`.
@@ -156,7 +160,7 @@ pub async fn put_entry(
     caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     body: JsonBody<EntryBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EntryStored>, ApiError> {
     let Path((name, key)) = p?;
     let Json(b) = body?;
     owned(&s, &caller, &name)?;
@@ -178,9 +182,12 @@ pub async fn put_entry(
             .put_cache_entry(&n, k, value, size, b.priority.unwrap_or(0), ttl)
     })
     .await??;
-    Ok(Json(
-        json!({"cache": name, "key": key, "size": size, "held": held}),
-    ))
+    Ok(Json(EntryStored {
+        cache: name,
+        key,
+        size,
+        held,
+    }))
 }
 
 /// `GET /v1/caches/{name}/entries/{key}`: 200 with the value (null when stored without
@@ -189,7 +196,7 @@ pub async fn get_entry(
     State(s): State<AppState>,
     caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EntryValue>, ApiError> {
     let Path((name, key)) = p?;
     owned(&s, &caller, &name)?;
     let host = s.host.clone();
@@ -201,7 +208,11 @@ pub async fn get_entry(
                     serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text.to_string()))
                 })
                 .unwrap_or(Value::Null);
-            Ok(Json(json!({"cache": name, "key": key, "value": value})))
+            Ok(Json(EntryValue {
+                cache: name,
+                key,
+                value,
+            }))
         }
         None => Err(ApiError::not_found(format!(
             "no entry {key:?} in cache {name:?}"
@@ -214,13 +225,17 @@ pub async fn delete_entry(
     State(s): State<AppState>,
     caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EntryRemoved>, ApiError> {
     let Path((name, key)) = p?;
     owned(&s, &caller, &name)?;
     let host = s.host.clone();
     let (n, k) = (name.clone(), key.clone());
     if blocking(move || host.caches.remove_cache_entry(&n, &k)).await?? {
-        Ok(Json(json!({"cache": name, "key": key, "removed": true})))
+        Ok(Json(EntryRemoved {
+            cache: name,
+            key,
+            removed: true,
+        }))
     } else {
         Err(ApiError::not_found(format!(
             "no entry {key:?} in cache {name:?}"
@@ -241,51 +256,54 @@ pub async fn trim(
     caller: Caller,
     p: Result<Path<String>, PathRejection>,
     body: JsonBody<TrimBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Trimmed>, ApiError> {
     let Path(name) = p?;
     let Json(b) = body?;
     owned(&s, &caller, &name)?;
     let host = s.host.clone();
     let n = name.clone();
     let freed = blocking(move || host.caches.trim(&n, b.bytes)).await??;
-    Ok(Json(json!({"cache": name, "freed_bytes": freed})))
+    Ok(Json(Trimmed {
+        cache: name,
+        freed_bytes: freed,
+    }))
 }
 
 /// `GET /v1/memory`: `check_memory_usage()` — the pressure level and the figures behind it.
-pub async fn memory(State(s): State<AppState>, _caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn memory(
+    State(s): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<MemoryStatus>, ApiError> {
     let host = s.host.clone();
-    let status = blocking(move || host.memory.check_memory_usage()).await?;
-    serde_json::to_value(status)
+    blocking(move || host.memory.check_memory_usage())
+        .await
         .map(Json)
-        .map_err(ApiError::internal)
 }
 
 /// `POST /v1/gc` (admin): trims every cache to its low watermark and hands free allocator
 /// memory back to the OS; answers RSS before and after.
-pub async fn gc(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn gc(State(s): State<AppState>, caller: Caller) -> Result<Json<GcReport>, ApiError> {
     caller.admin()?;
     let host = s.host.clone();
-    let report = blocking(move || purge::gc(&host.caches)).await?;
-    serde_json::to_value(report)
-        .map(Json)
-        .map_err(ApiError::internal)
+    blocking(move || purge::gc(&host.caches)).await.map(Json)
 }
 
 /// `GET /v1/snapshot` (admin): accounted memory per cache, tenant and policy instance.
-pub async fn snapshot(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn snapshot(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<MemorySnapshot>, ApiError> {
     caller.admin()?;
     let host = s.host.clone();
-    let snap = blocking(move || {
+    blocking(move || {
         purge::snapshot(
             &host.caches,
             &host.tenant_memory(),
             host.policy_instance_memory(),
         )
     })
-    .await?;
-    serde_json::to_value(snap)
-        .map(Json)
-        .map_err(ApiError::internal)
+    .await
+    .map(Json)
 }
 
 /// Query of `GET /v1/leaks`.
@@ -302,7 +320,7 @@ pub async fn leaks(
     State(s): State<AppState>,
     caller: Caller,
     q: Result<Query<LeaksQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LeakList>, ApiError> {
     caller.admin()?;
     let Query(q) = q?;
     let host = s.host.clone();
@@ -314,5 +332,5 @@ pub async fn leaks(
         }
     })
     .await?;
-    Ok(Json(json!({"leaks": found})))
+    Ok(Json(LeakList { leaks: found }))
 }

@@ -2,13 +2,13 @@
 //! tenant (or the default), reload the watched directory.
 
 use super::{ApiError, AppState, Caller};
+use crate::wire::{BindingAnswer, PolicyInfo, PolicyList, ReloadAnswer};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use rmhost_core::policy::PolicyKind;
 use rmhost_runtime::RuntimeError;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
@@ -33,7 +33,7 @@ fn kind(raw: &str) -> Result<PolicyKind, ApiError> {
 /// `GET /v1/policies`: loaded policies (kinds, hash, calls, faults, mean and p99 call time,
 /// instance memory) and every binding. A tenant token sees the default bindings and its
 /// own.
-pub async fn list(State(s): State<AppState>, caller: Caller) -> Json<Value> {
+pub async fn list(State(s): State<AppState>, caller: Caller) -> Json<PolicyList> {
     let rt = &s.runtime;
     let mut bindings = rt.bindings();
     bindings.retain(|b| b.tenant.as_deref().is_none_or(|t| caller.may_access(t)));
@@ -42,7 +42,11 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Json<Value> {
         p.bindings
             .retain(|b| b.tenant.as_deref().is_none_or(|t| caller.may_access(t)));
     }
-    Json(json!({"policies": policies, "bindings": bindings, "pooling_allocator": rt.pooling()}))
+    Json(PolicyList {
+        policies,
+        bindings,
+        pooling_allocator: rt.pooling(),
+    })
 }
 
 /// `GET /v1/policies/{name}`.
@@ -50,7 +54,7 @@ pub async fn get_one(
     State(s): State<AppState>,
     caller: Caller,
     p: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyInfo>, ApiError> {
     let Path(name) = p?;
     let mut info = s
         .runtime
@@ -59,9 +63,7 @@ pub async fn get_one(
     // A tenant sees the default bindings and its own, as in the listing.
     info.bindings
         .retain(|b| b.tenant.as_deref().is_none_or(|t| caller.may_access(t)));
-    serde_json::to_value(info)
-        .map(Json)
-        .map_err(ApiError::internal)
+    Ok(Json(info))
 }
 
 /// Body of the bind routes.
@@ -78,15 +80,17 @@ pub async fn bind_tenant(
     caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
     body: JsonBody<BindBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BindingAnswer>, ApiError> {
     let Path((tenant, k)) = p?;
     caller.admin()?;
     let k = kind(&k)?;
     let Json(b) = body?;
     s.runtime.bind(Some(&tenant), k, Some(&b.policy))?;
-    Ok(Json(
-        json!({"tenant": tenant, "kind": k, "policy": b.policy}),
-    ))
+    Ok(Json(BindingAnswer {
+        tenant: Some(tenant),
+        kind: k,
+        policy: Some(b.policy),
+    }))
 }
 
 /// `DELETE /v1/tenants/{t}/policies/{kind}` (admin): back to the default binding.
@@ -94,12 +98,16 @@ pub async fn unbind_tenant(
     State(s): State<AppState>,
     caller: Caller,
     p: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BindingAnswer>, ApiError> {
     let Path((tenant, k)) = p?;
     caller.admin()?;
     let k = kind(&k)?;
     s.runtime.bind(Some(&tenant), k, None)?;
-    Ok(Json(json!({"tenant": tenant, "kind": k, "policy": null})))
+    Ok(Json(BindingAnswer {
+        tenant: Some(tenant),
+        kind: k,
+        policy: None,
+    }))
 }
 
 /// `PUT /v1/policies/default/{kind}` `{"policy": NAME}` (admin): the default binding.
@@ -108,13 +116,17 @@ pub async fn bind_default(
     caller: Caller,
     p: Result<Path<String>, PathRejection>,
     body: JsonBody<BindBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BindingAnswer>, ApiError> {
     let Path(k) = p?;
     caller.admin()?;
     let k = kind(&k)?;
     let Json(b) = body?;
     s.runtime.bind(None, k, Some(&b.policy))?;
-    Ok(Json(json!({"tenant": null, "kind": k, "policy": b.policy})))
+    Ok(Json(BindingAnswer {
+        tenant: None,
+        kind: k,
+        policy: Some(b.policy),
+    }))
 }
 
 /// `DELETE /v1/policies/default/{kind}` (admin): the native default again.
@@ -122,16 +134,23 @@ pub async fn unbind_default(
     State(s): State<AppState>,
     caller: Caller,
     p: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BindingAnswer>, ApiError> {
     let Path(k) = p?;
     caller.admin()?;
     let k = kind(&k)?;
     s.runtime.bind(None, k, None)?;
-    Ok(Json(json!({"tenant": null, "kind": k, "policy": null})))
+    Ok(Json(BindingAnswer {
+        tenant: None,
+        kind: k,
+        policy: None,
+    }))
 }
 
 /// `POST /v1/policies/reload` (admin): re-reads the watched directory now.
-pub async fn reload(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn reload(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ReloadAnswer>, ApiError> {
     caller.admin()?;
     let runtime = s.runtime.clone();
     let dir = std::path::PathBuf::from(&s.host.config.policies.dir);
@@ -140,9 +159,5 @@ pub async fn reload(State(s): State<AppState>, caller: Caller) -> Result<Json<Va
     })
     .await
     .map_err(ApiError::internal)??;
-    let list: Vec<Value> = outcomes
-        .into_iter()
-        .map(|o| json!({"name": o.name, "action": o.action, "error": o.error}))
-        .collect();
-    Ok(Json(json!({"outcomes": list})))
+    Ok(Json(ReloadAnswer { outcomes }))
 }

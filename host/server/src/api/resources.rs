@@ -1,6 +1,7 @@
 //! Allocation, quota, usage and rate-limit routes.
 
 use super::{ApiError, AppState, Caller};
+use crate::wire::{QuotaEntry, Quotas, RateDecision, UsageReport};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -9,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use rmhost_core::policy::ResourceKind;
 use rmhost_core::resources::{Allocation, AllocationFilter, AllocationRequest};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
@@ -171,7 +171,7 @@ pub async fn put_quotas(
     caller: Caller,
     p: Result<Path<String>, PathRejection>,
     body: JsonBody<QuotaBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Quotas>, ApiError> {
     let Path(tenant) = p?;
     caller.admin()?;
     let Json(b) = body?;
@@ -193,7 +193,7 @@ pub async fn put_quotas(
     if let Some(rpm) = b.requests_per_minute {
         m.rate_limits().set_override(&tenant, rpm);
     }
-    quotas_of(&s, &tenant).map(Json)
+    Ok(Json(quotas_of(&s, &tenant)))
 }
 
 /// `GET /v1/tenants/{t}/quotas`: limits and current use per kind.
@@ -201,27 +201,32 @@ pub async fn get_quotas(
     State(s): State<AppState>,
     caller: Caller,
     p: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Quotas>, ApiError> {
     let Path(tenant) = p?;
     caller.check(&tenant)?;
-    quotas_of(&s, &tenant).map(Json)
+    Ok(Json(quotas_of(&s, &tenant)))
 }
 
-fn quotas_of(s: &AppState, tenant: &str) -> Result<serde_json::Value, ApiError> {
-    let m = &s.host.resources;
-    let usage = m.tenant_usage(tenant);
-    let mut out = serde_json::Map::new();
-    for k in usage.kinds {
-        out.insert(
-            k.kind.as_str().to_string(),
-            json!({"limit": k.limit, "used": k.used, "allocations": k.allocations, "percentage": k.percentage}),
-        );
+fn quotas_of(s: &AppState, tenant: &str) -> Quotas {
+    let usage = s.host.resources.tenant_usage(tenant);
+    let quotas = usage
+        .kinds
+        .into_iter()
+        .map(|k| {
+            let entry = QuotaEntry {
+                limit: k.limit,
+                used: k.used,
+                allocations: k.allocations,
+                percentage: k.percentage,
+            };
+            (k.kind.as_str().to_string(), entry)
+        })
+        .collect();
+    Quotas {
+        tenant: tenant.to_string(),
+        quotas,
+        requests_per_minute: usage.requests_per_minute_limit,
     }
-    Ok(json!({
-        "tenant": tenant,
-        "quotas": out,
-        "requests_per_minute": usage.requests_per_minute_limit,
-    }))
 }
 
 /// Body of `POST /v1/ratelimit/check`.
@@ -239,21 +244,15 @@ pub async fn rate_check(
     State(s): State<AppState>,
     caller: Caller,
     body: JsonBody<RateBody>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RateDecision>, ApiError> {
     let Json(b) = body?;
     caller.check(&b.tenant)?;
     let d = s
         .host
         .resources
         .rate_check(&b.tenant, b.cost.unwrap_or(1))?;
-    let fields = json!({
-        "allowed": d.allowed,
-        "remaining": d.remaining,
-        "retry_after_ms": d.retry_after_ms,
-        "limit_per_minute": d.limit_per_minute,
-    });
     if d.allowed {
-        Ok(Json(fields))
+        Ok(Json(d))
     } else {
         Err(ApiError::rate_limited(
             format!(
@@ -262,7 +261,7 @@ pub async fn rate_check(
             ),
             d.retry_after_ms,
         )
-        .with_extra(fields))
+        .with_extra(&d))
     }
 }
 
@@ -270,7 +269,7 @@ pub async fn rate_check(
 pub async fn usage(
     State(s): State<AppState>,
     caller: Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<UsageReport>, ApiError> {
     let host = s.host.clone();
     let (usage, mut ledger) =
         tokio::task::spawn_blocking(move || (host.telemetry.usage(), host.resources.usage()))
@@ -279,12 +278,8 @@ pub async fn usage(
     if let Some(own) = caller.tenant() {
         ledger.tenants.retain(|t| t.tenant == own);
     }
-    let mut v = serde_json::to_value(usage).map_err(ApiError::internal)?;
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert(
-            "allocations".into(),
-            serde_json::to_value(ledger).map_err(ApiError::internal)?,
-        );
-    }
-    Ok(Json(v))
+    Ok(Json(UsageReport {
+        usage,
+        allocations: ledger,
+    }))
 }

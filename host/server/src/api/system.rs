@@ -1,13 +1,13 @@
 //! Liveness, readiness, health and profiling routes, and the request counter middleware.
 
 use super::{ApiError, AppState, Caller};
+use crate::wire::{PoolList, Profile, ProfilePoint, Ready};
 use axum::Json;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Deserialize;
 use std::time::Duration;
 
 /// `GET /health` and `/v1/health`: the health report. Always 200 while the process
@@ -23,11 +23,11 @@ pub async fn health(State(s): State<AppState>) -> Response {
 /// `GET /ready`: 200 while serving, 503 before start and while draining.
 pub async fn ready(State(s): State<AppState>) -> Response {
     if s.host.is_ready() {
-        Json(json!({"ready": true})).into_response()
+        Json(Ready { ready: true }).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false})),
+            Json(Ready { ready: false }),
         )
             .into_response()
     }
@@ -44,22 +44,13 @@ pub struct ProfileQuery {
     pub interval_ms: Option<u64>,
 }
 
-/// One profile point.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ProfilePoint {
-    /// Milliseconds since the profile started.
-    pub t_ms: u64,
-    /// The usage snapshot then.
-    pub usage: rmhost_core::telemetry::Usage,
-}
-
 /// `GET /v1/profile?duration_ms=D&interval_ms=I`: samples usage every I ms for D ms and
 /// answers the time series (what `rmhost profile` records).
 pub async fn profile(
     State(s): State<AppState>,
     _caller: Caller,
     q: Result<Query<ProfileQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Profile>, ApiError> {
     let Query(q) = q?;
     if q.duration_ms == 0 || q.duration_ms > 600_000 {
         return Err(ApiError::invalid(
@@ -108,11 +99,11 @@ pub async fn profile(
         .map_err(ApiError::internal)?;
         points.push(ProfilePoint { t_ms, usage });
     }
-    Ok(Json(json!({
-        "duration_ms": q.duration_ms,
-        "interval_ms": interval,
-        "points": points,
-    })))
+    Ok(Json(Profile {
+        duration_ms: q.duration_ms,
+        interval_ms: interval,
+        points,
+    }))
 }
 
 /// Counts every request in the telemetry's request counters.
@@ -123,6 +114,8 @@ pub async fn count_requests(State(s): State<AppState>, req: Request, next: Next)
 
 /// `GET /v1/pools`: every pool's metrics (size, idle, in use, waiting, counters, breaker
 /// state, acquire-latency histogram).
-pub async fn pools(State(s): State<AppState>, _caller: Caller) -> Json<serde_json::Value> {
-    Json(json!({"pools": s.host.pools.metrics()}))
+pub async fn pools(State(s): State<AppState>, _caller: Caller) -> Json<PoolList> {
+    Json(PoolList {
+        pools: s.host.pools.metrics(),
+    })
 }

@@ -1,0 +1,389 @@
+//! The API in process: `api::router` driven with `tower::ServiceExt::oneshot`, no socket and
+//! no Wasm (the host decides with its native policies). Covers auth, the mapping of bad
+//! input to HTTP errors, and readiness; the end-to-end tests cover the same routes over
+//! real HTTP with the binary.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use rmhost_core::config::{Config, TenantToken, hash_token};
+use rmhost_core::host::Host;
+use rmhost_runtime::PolicyRuntime;
+use rmhost_server::api;
+use rmhost_server::daemon::{Daemon, runtime_options};
+use rmhost_server::wire::{Allocation, ErrorBody, Quotas, RateDecision, Ready};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-secret";
+const ACME: &str = "acme-secret";
+const BETA: &str = "beta-secret";
+
+/// A router over a host built with the native policies, with an admin token and two
+/// tenant tokens configured.
+struct Api {
+    daemon: Arc<Daemon>,
+    router: Router,
+    _stopping: watch::Sender<bool>,
+}
+
+/// One answer: status, headers and the raw body.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as `T`; panics with the body text when it is not one.
+    fn json<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not a {}: {e}: {}",
+                std::any::type_name::<T>(),
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The error body, after checking the status.
+    fn error(&self, status: StatusCode) -> ErrorBody {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()
+    }
+}
+
+impl Api {
+    fn new() -> Api {
+        let mut config = Config::default();
+        config.auth.admin_token_sha256 = Some(hash_token(ADMIN));
+        for (tenant, token) in [("acme", ACME), ("beta", BETA)] {
+            config.auth.tenants.insert(
+                tenant.to_string(),
+                TenantToken {
+                    token_sha256: hash_token(token),
+                },
+            );
+        }
+        let events = rmhost_core::events::EventBus::new();
+        let runtime =
+            PolicyRuntime::new(runtime_options(&config), events.clone()).expect("policy runtime");
+        // No `.policies(..)`: the host decides with NativePolicies; the runtime only backs
+        // the policy routes (and has nothing loaded).
+        let host = Host::builder(config).events(events).build().expect("host");
+        let daemon = Arc::new(Daemon { host, runtime });
+        let (tx, rx) = watch::channel(false);
+        Api {
+            router: api::router(daemon.clone(), rx),
+            daemon,
+            _stopping: tx,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .expect("request");
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: &str) -> Answer {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    async fn put(&self, path: &str, token: Option<&str>, body: &str) -> Answer {
+        self.call(Method::PUT, path, token, Some(body)).await
+    }
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_token_is_401() {
+    let api = Api::new();
+    let e = api
+        .get("/v1/usage", None)
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    assert_eq!(e.error, "unauthorized");
+    assert!(e.message.contains("missing Authorization"), "{e:?}");
+
+    let e = api
+        .get("/v1/usage", Some("not-a-token"))
+        .await
+        .error(StatusCode::UNAUTHORIZED);
+    assert_eq!(e.message, "unknown token");
+
+    let req = Request::get("/v1/usage")
+        .header(header::AUTHORIZATION, format!("Token {ADMIN}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    // The right tokens get in.
+    assert_eq!(
+        api.get("/v1/usage", Some(ADMIN)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.get("/v1/usage", Some(ACME)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_token_on_an_admin_route_is_403() {
+    let api = Api::new();
+    for (method, path, body) in [
+        (Method::POST, "/v1/gc", None),
+        (Method::GET, "/v1/snapshot", None),
+        (Method::GET, "/v1/leaks", None),
+        (Method::POST, "/v1/policies/reload", None),
+        (
+            Method::PUT,
+            "/v1/tenants/acme/quotas",
+            Some(r#"{"memory": 10}"#),
+        ),
+        (
+            Method::PUT,
+            "/v1/policies/default/eviction",
+            Some(r#"{"policy": "lru"}"#),
+        ),
+    ] {
+        let e = api
+            .call(method.clone(), path, Some(ACME), body)
+            .await
+            .error(StatusCode::FORBIDDEN);
+        assert_eq!(e.error, "forbidden", "{method} {path}");
+        assert!(e.message.contains("admin token"), "{method} {path}: {e:?}");
+    }
+    // The admin may.
+    let r = api.post("/v1/gc", Some(ADMIN), "null").await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_read_another_tenants_quotas_or_allocations() {
+    let api = Api::new();
+    let r = api
+        .put(
+            "/v1/tenants/beta/quotas",
+            Some(ADMIN),
+            r#"{"memory": 5000}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json::<Quotas>().quotas["memory"].limit, Some(5000));
+
+    let r = api
+        .post(
+            "/v1/allocations",
+            Some(BETA),
+            r#"{"tenant": "beta", "kind": "memory", "amount": 100}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.json::<Allocation>().id;
+
+    // Quotas: beta sees its own, acme is refused.
+    let r = api.get("/v1/tenants/beta/quotas", Some(BETA)).await;
+    assert_eq!(r.json::<Quotas>().quotas["memory"].used, 100);
+    let e = api
+        .get("/v1/tenants/beta/quotas", Some(ACME))
+        .await
+        .error(StatusCode::FORBIDDEN);
+    assert!(e.message.contains("\"beta\""), "{e:?}");
+
+    // Allocations: another tenant's id answers like a missing one, so ids leak nothing.
+    let path = format!("/v1/allocations/{id}");
+    assert_eq!(api.get(&path, Some(BETA)).await.status, StatusCode::OK);
+    let e = api
+        .get(&path, Some(ACME))
+        .await
+        .error(StatusCode::NOT_FOUND);
+    assert_eq!(e.message, format!("no live allocation with id {id}"));
+    let e = api
+        .call(Method::DELETE, &path, Some(ACME), None)
+        .await
+        .error(StatusCode::NOT_FOUND);
+    assert_eq!(e.error, "not_found");
+    // ... and it is still there.
+    assert_eq!(api.get(&path, Some(ADMIN)).await.status, StatusCode::OK);
+
+    // Listing: acme sees none of beta's, and may not ask for them.
+    let r = api.get("/v1/allocations", Some(ACME)).await;
+    assert_eq!(r.json::<Vec<Allocation>>(), vec![]);
+    api.get("/v1/allocations?tenant=beta", Some(ACME))
+        .await
+        .error(StatusCode::FORBIDDEN);
+    // Nor allocate in beta's name.
+    api.post(
+        "/v1/allocations",
+        Some(ACME),
+        r#"{"tenant": "beta", "kind": "memory", "amount": 1}"#,
+    )
+    .await
+    .error(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_naming_what_is_wrong() {
+    let api = Api::new();
+    let alloc = |body: &'static str| api.post("/v1/allocations", Some(ADMIN), body);
+
+    let e = alloc("{not json").await.error(StatusCode::BAD_REQUEST);
+    assert_eq!(e.error, "invalid_request");
+    assert!(e.message.starts_with("request body:"), "{e:?}");
+
+    // Bodies that deny unknown fields name the stray one (a typo here).
+    let e = api
+        .put("/v1/tenants/acme/quotas", Some(ADMIN), r#"{"memroy": 5}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(e.message.contains("unknown field `memroy`"), "{e:?}");
+
+    // A field of the wrong type is named with what was expected.
+    let e = alloc(r#"{"tenant": "a", "kind": "memory", "amount": "ten"}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(
+        e.message.contains("amount") && e.message.contains("invalid type"),
+        "{e:?}"
+    );
+    let e = alloc(r#"{"tenant": "a", "kind": "gpu", "amount": 1}"#)
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(e.message.contains("unknown variant `gpu`"), "{e:?}");
+    // A body that is JSON but not an object at all.
+    let e = alloc("[1, 2]").await.error(StatusCode::BAD_REQUEST);
+    assert!(e.message.starts_with("request body:"), "{e:?}");
+
+    // A body sent without a JSON content type is refused the same way, not 415.
+    let req = Request::post("/v1/allocations")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .body(Body::from(
+            r#"{"tenant": "a", "kind": "memory", "amount": 1}"#,
+        ))
+        .unwrap();
+    let resp = api.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // Path and query parameters too.
+    let e = api
+        .get("/v1/allocations/abc", Some(ADMIN))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(e.message.starts_with("id: \"abc\""), "{e:?}");
+    let e = api
+        .get("/v1/allocations?color=red", Some(ADMIN))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(e.message.starts_with("query string:"), "{e:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_404_with_the_error_body() {
+    let api = Api::new();
+    let e = api
+        .get("/v1/nope", Some(ADMIN))
+        .await
+        .error(StatusCode::NOT_FOUND);
+    assert_eq!(
+        (e.error.as_str(), e.message.as_str()),
+        ("not_found", "no such route")
+    );
+    assert!(e.details.is_empty(), "{e:?}");
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_is_429_with_retry_after_and_the_decision() {
+    let api = Api::new();
+    let r = api
+        .put(
+            "/v1/tenants/acme/quotas",
+            Some(ADMIN),
+            r#"{"requests_per_minute": 1}"#,
+        )
+        .await;
+    assert_eq!(r.json::<Quotas>().requests_per_minute, 1);
+    let check = || api.post("/v1/ratelimit/check", Some(ACME), r#"{"tenant": "acme"}"#);
+
+    let r = check().await;
+    assert_eq!(r.status, StatusCode::OK);
+    let d: RateDecision = r.json();
+    assert!(d.allowed);
+    assert_eq!(d.limit_per_minute, 1);
+
+    // One request per minute: the second, right after, has to wait most of a minute.
+    let r = check().await;
+    let e = r.error(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(e.error, "rate_limited");
+    let retry: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+    // The body carries the decision next to the error fields.
+    let d: RateDecision = r.json();
+    assert!(!d.allowed);
+    assert_eq!(d.limit_per_minute, 1);
+    assert_eq!(d.retry_after_ms.div_ceil(1000).max(1), retry);
+}
+
+#[tokio::test]
+async fn ready_is_503_until_the_host_is_ready() {
+    let api = Api::new();
+    // /ready needs no token: probes carry none.
+    let r = api.get("/ready", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json::<Ready>(), Ready { ready: false });
+    api.daemon.host.set_ready(true);
+    let r = api.get("/ready", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json::<Ready>(), Ready { ready: true });
+    api.daemon.host.set_ready(false);
+    assert_eq!(
+        api.get("/ready", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
