@@ -297,7 +297,7 @@ async fn bad_bodies_are_400_naming_what_is_wrong() {
     let e = alloc("[1, 2]").await.error(StatusCode::BAD_REQUEST);
     assert!(e.message.starts_with("request body:"), "{e:?}");
 
-    // A body sent without a JSON content type is refused the same way, not 415.
+    // A body sent without a JSON content type is 415, naming the content type.
     let req = Request::post("/v1/allocations")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
         .body(Body::from(
@@ -305,7 +305,7 @@ async fn bad_bodies_are_400_naming_what_is_wrong() {
         ))
         .unwrap();
     let resp = api.router.clone().oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Path and query parameters too.
     let e = api
