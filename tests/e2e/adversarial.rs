@@ -402,3 +402,69 @@ async fn a_tenant_cannot_see_another_tenants_policy_bindings() {
         assert!(!v.to_string().contains("\"hog\""), "{path}: {v}");
     }
 }
+
+#[tokio::test]
+async fn cache_names_are_scoped_per_tenant_so_nothing_reveals_another_tenants() {
+    let d = Daemon::start(&config(""), &[], &[]);
+    let (s, v) = call(
+        &d,
+        "PUT",
+        "/v1/caches/secret",
+        HOG,
+        Some(json!({"capacity_bytes": 1000})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["name"], "secret", "a tenant sees its own name: {v}");
+    // The other tenant gets the same answers as if no cache of that name existed: GET 404,
+    // PUT 201 (its own cache, not a 409 "already exists").
+    let (s, _) = call(&d, "GET", "/v1/caches/secret", CALM, None).await;
+    assert_eq!(s, 404);
+    let (s, v) = call(
+        &d,
+        "PUT",
+        "/v1/caches/secret",
+        CALM,
+        Some(json!({"capacity_bytes": 2000})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = call(
+        &d,
+        "PUT",
+        "/v1/caches/secret/entries/k",
+        CALM,
+        Some(json!({"size": 10})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, hogs) = call(&d, "GET", "/v1/caches/secret", HOG, None).await;
+    assert_eq!(hogs["capacity_bytes"], 1000, "untouched: {hogs}");
+    assert_eq!(hogs["entries"], 0, "{hogs}");
+    let (_, mine) = call(&d, "GET", "/v1/caches", CALM, None).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine[0]["name"], "secret");
+    assert_eq!(mine[0]["capacity_bytes"], 2000);
+    let (s, _) = call(&d, "DELETE", "/v1/caches/secret", CALM, None).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(&d, "GET", "/v1/caches/secret", HOG, None).await;
+    assert_eq!(s, 200, "deleting one's own never touches the other's");
+    let (s, v) = call(
+        &d,
+        "PUT",
+        "/v1/caches/x%2Fy",
+        CALM,
+        Some(json!({"capacity_bytes": 10})),
+    )
+    .await;
+    assert_eq!(s, 400, "a tenant cannot name into another scope: {v}");
+    // The admin sees every cache under its registry name.
+    let (_, all) = call(&d, "GET", "/v1/caches", ADMIN, None).await;
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["hog/secret"], "{all}");
+}

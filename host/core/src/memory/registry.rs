@@ -238,8 +238,13 @@ impl CacheRegistry {
         }
         let mut cache = Cache::new(cfg, policy);
         if let Some(bus) = self.events.clone() {
-            let cache_name = name.to_string();
             let owner = tenant.to_string();
+            // The tenant's stream names the cache as the tenant does (see the server's
+            // tenant-scoped names, `TENANT/NAME`).
+            let display = name
+                .strip_prefix(&format!("{tenant}/"))
+                .unwrap_or(name)
+                .to_string();
             cache = cache.on_removal(move |key: String, _value, cause| {
                 // The caller of an explicit removal already knows; remote apps learn of
                 // evictions, expiries and rejections through these events.
@@ -247,7 +252,7 @@ impl CacheRegistry {
                     return;
                 }
                 bus.publish(Event::CacheEvicted {
-                    cache: cache_name.clone(),
+                    cache: display.clone(),
                     tenant: owner.clone(),
                     key,
                     reason: cause_str(cause).to_string(),
@@ -510,8 +515,10 @@ fn validate(name: &str, capacity: u64) -> Result<(), CacheError> {
         })
     };
     use crate::limits::{MAX_CAPACITY_BYTES, MAX_NAME_LEN};
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return bad(&format!("the name must be 1-{MAX_NAME_LEN} bytes"));
+    // Room for a tenant-scoped name, `TENANT/NAME` (the server scopes tenants' caches).
+    let max = 2 * MAX_NAME_LEN + 1;
+    if name.is_empty() || name.len() > max {
+        return bad(&format!("the name must be 1-{max} bytes"));
     }
     if capacity == 0 {
         return bad("capacity must be above 0 bytes");

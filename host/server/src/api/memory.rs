@@ -10,6 +10,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use rmhost_core::limits::MAX_NAME_LEN;
 use rmhost_core::memory::{CacheError, CacheInfo, purge};
 use serde::Deserialize;
 use serde_json::Value;
@@ -40,13 +41,56 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)
 }
 
-/// Checks that the cache exists and the caller may use it; another tenant's cache answers
-/// as a missing one.
-fn owned(s: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
-    match s.host.caches.tenant_of(name) {
-        Ok(tenant) if caller.may_access(&tenant) => Ok(()),
-        _ => Err(ApiError::not_found(format!("no cache named {name:?}"))),
+/// The registry name of the cache a caller calls `name`. Cache names are scoped per
+/// tenant: a tenant's own caches live as `TENANT/NAME` (or under a plain name the admin
+/// declared for it), so two tenants may both have a `sessions` cache and neither learns
+/// that the other's exists — another tenant's cache answers exactly as a missing one, on
+/// every route. The admin addresses registry names as they are.
+fn resolve(s: &AppState, caller: &Caller, name: &str) -> Result<String, ApiError> {
+    let missing = || ApiError::not_found(format!("no cache named {name:?}"));
+    let held_by = |id: &str, t: &str| s.host.caches.tenant_of(id).is_ok_and(|o| o == t);
+    match caller.tenant() {
+        None => s
+            .host
+            .caches
+            .tenant_of(name)
+            .map(|_| name.to_string())
+            .map_err(|_| missing()),
+        Some(t) => {
+            let scoped = format!("{t}/{name}");
+            if held_by(&scoped, t) {
+                Ok(scoped)
+            } else if held_by(name, t) {
+                Ok(name.to_string())
+            } else {
+                Err(missing())
+            }
+        }
     }
+}
+
+/// The registry name for a cache `caller` declares as `name`.
+fn declared_name(caller: &Caller, name: &str) -> Result<String, ApiError> {
+    match caller.tenant() {
+        None => Ok(name.to_string()),
+        Some(_) if name.contains('/') => Err(ApiError::invalid(format!(
+            "name: {name:?} may not contain '/'"
+        ))),
+        Some(_) if name.is_empty() || name.len() > MAX_NAME_LEN => Err(ApiError::invalid(format!(
+            "name: must be 1-{MAX_NAME_LEN} bytes"
+        ))),
+        Some(t) => Ok(format!("{t}/{name}")),
+    }
+}
+
+/// `info` as `caller` sees it: a tenant sees its caches under its own names.
+fn view(caller: &Caller, mut info: CacheInfo) -> CacheInfo {
+    if let Some(t) = caller.tenant()
+        && let Some(own) = info.name.strip_prefix(&format!("{t}/"))
+    {
+        info.name = own.to_string();
+    }
+    info
 }
 
 /// Body of `PUT /v1/caches/{name}`.
@@ -84,8 +128,8 @@ pub async fn put_cache(
             .await?
             .map_err(|e| ApiError::invalid(format!("policy: {e}")))?
     };
-    if owned(&s, &caller, &name).is_ok() {
-        let existing = cache_info(&s, &name)?;
+    if let Ok(id) = resolve(&s, &caller, &name) {
+        let existing = cache_info(&s, &id)?;
         if existing.stats.capacity_bytes != b.capacity_bytes {
             return Err(ApiError::conflict(
                 "conflict",
@@ -95,13 +139,18 @@ pub async fn put_cache(
                 ),
             ));
         }
-        let n = name.clone();
+        let n = id.clone();
         blocking(move || host.caches.set_policy(&n, policy)).await??;
-        return Ok(Json(cache_info(&s, &name)?).into_response());
+        return Ok(Json(view(&caller, cache_info(&s, &id)?)).into_response());
     }
-    let n = name.clone();
+    let id = declared_name(&caller, &name)?;
+    let n = id.clone();
     blocking(move || host.declare_cache(&n, &tenant, b.capacity_bytes, policy)).await??;
-    Ok((StatusCode::CREATED, Json(cache_info(&s, &name)?)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(view(&caller, cache_info(&s, &id)?)),
+    )
+        .into_response())
 }
 
 fn cache_info(s: &AppState, name: &str) -> Result<CacheInfo, ApiError> {
@@ -112,7 +161,7 @@ fn cache_info(s: &AppState, name: &str) -> Result<CacheInfo, ApiError> {
 pub async fn list_caches(State(s): State<AppState>, caller: Caller) -> Json<Vec<CacheInfo>> {
     let mut v = s.host.caches.list();
     v.retain(|c| caller.may_access(&c.tenant));
-    Json(v)
+    Json(v.into_iter().map(|c| view(&caller, c)).collect())
 }
 
 /// `GET /v1/caches/{name}`.
@@ -122,8 +171,8 @@ pub async fn get_cache(
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CacheInfo>, ApiError> {
     let Path(name) = p?;
-    owned(&s, &caller, &name)?;
-    cache_info(&s, &name).map(Json)
+    let id = resolve(&s, &caller, &name)?;
+    Ok(Json(view(&caller, cache_info(&s, &id)?)))
 }
 
 /// `DELETE /v1/caches/{name}`.
@@ -133,8 +182,8 @@ pub async fn delete_cache(
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CacheDeleted>, ApiError> {
     let Path(name) = p?;
-    owned(&s, &caller, &name)?;
-    s.host.caches.unregister(&name)?;
+    let id = resolve(&s, &caller, &name)?;
+    s.host.caches.unregister(&id)?;
     Ok(Json(CacheDeleted { deleted: name }))
 }
 
@@ -163,7 +212,7 @@ pub async fn put_entry(
 ) -> Result<Json<EntryStored>, ApiError> {
     let Path((name, key)) = p?;
     let Json(b) = body?;
-    owned(&s, &caller, &name)?;
+    let id = resolve(&s, &caller, &name)?;
     let value: Option<Arc<str>> = b.value.as_ref().map(|v| Arc::from(v.to_string()));
     let size = match (b.size, &value) {
         (Some(0), _) => return Err(ApiError::invalid("size: must be at least 1 byte")),
@@ -176,7 +225,7 @@ pub async fn put_entry(
     }
     let ttl = b.ttl_ms.map(Duration::from_millis);
     let host = s.host.clone();
-    let (n, k) = (name.clone(), key.clone());
+    let (n, k) = (id.clone(), key.clone());
     let held = blocking(move || {
         host.caches
             .put_cache_entry(&n, k, value, size, b.priority.unwrap_or(0), ttl)
@@ -198,9 +247,9 @@ pub async fn get_entry(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<EntryValue>, ApiError> {
     let Path((name, key)) = p?;
-    owned(&s, &caller, &name)?;
+    let id = resolve(&s, &caller, &name)?;
     let host = s.host.clone();
-    let (n, k) = (name.clone(), key.clone());
+    let (n, k) = (id.clone(), key.clone());
     match blocking(move || host.caches.read_cache_entry(&n, &k)).await?? {
         Some(v) => {
             let value = v
@@ -227,9 +276,9 @@ pub async fn delete_entry(
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<EntryRemoved>, ApiError> {
     let Path((name, key)) = p?;
-    owned(&s, &caller, &name)?;
+    let id = resolve(&s, &caller, &name)?;
     let host = s.host.clone();
-    let (n, k) = (name.clone(), key.clone());
+    let (n, k) = (id.clone(), key.clone());
     if blocking(move || host.caches.remove_cache_entry(&n, &k)).await?? {
         Ok(Json(EntryRemoved {
             cache: name,
@@ -259,9 +308,9 @@ pub async fn trim(
 ) -> Result<Json<Trimmed>, ApiError> {
     let Path(name) = p?;
     let Json(b) = body?;
-    owned(&s, &caller, &name)?;
+    let id = resolve(&s, &caller, &name)?;
     let host = s.host.clone();
-    let n = name.clone();
+    let n = id.clone();
     let freed = blocking(move || host.caches.trim(&n, b.bytes)).await??;
     Ok(Json(Trimmed {
         cache: name,
