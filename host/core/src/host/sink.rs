@@ -92,6 +92,15 @@ impl ActionSink for HostSink {
         self.pools.stats()
     }
 
+    fn over_share(&self) -> Vec<(String, u64)> {
+        self.resources
+            .memory_shares()
+            .into_iter()
+            .filter(|s| s.over)
+            .map(|s| (s.tenant, s.accounted_bytes - s.share_bytes))
+            .collect()
+    }
+
     fn relieved(&self) {
         self.resources.rate_limits().clear_throttles();
         self.resources.shed_below(0);

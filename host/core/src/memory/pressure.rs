@@ -131,6 +131,11 @@ pub trait ActionSink: Send + Sync {
     fn pool_stats(&self) -> Vec<PoolStat> {
         Vec::new()
     }
+    /// Tenants over their memory share, with the bytes they are over by (most over first):
+    /// their caches are trimmed before the policy's response runs.
+    fn over_share(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
     /// Pressure is back to normal: lift throttles and shedding.
     fn relieved(&self) {}
 }
@@ -419,8 +424,8 @@ impl MemoryMonitor {
         let system = self.telemetry.system_usage(level);
         let caches = self.caches.stats();
         let pools = self.sink.pool_stats();
+        let mut done = self.trim_over_share(level);
         let actions = self.policy.respond(level, &system, &caches, &pools);
-        let mut done = Vec::with_capacity(actions.len().min(MAX_ACTIONS));
         // A policy answers a handful of actions; one that answers thousands (or a 2 MB
         // alert) is cut, so its answer cannot flood the event bus.
         for mut action in actions.into_iter().take(MAX_ACTIONS) {
@@ -454,6 +459,60 @@ impl MemoryMonitor {
                 }
             }
             done.push((action, outcome));
+        }
+        done
+    }
+
+    /// Under pressure, trims the caches of tenants over their memory share first (by up
+    /// to what each is over, largest cache first), so a tenant within its share keeps its
+    /// cache while another's excess is what goes. Each trim is a `PressureAction` event.
+    fn trim_over_share(
+        &self,
+        level: PressureLevel,
+    ) -> Vec<(PressureAction, Result<String, ActionError>)> {
+        let mut done = Vec::new();
+        if level == PressureLevel::Normal {
+            return done;
+        }
+        let over = self.sink.over_share();
+        if over.is_empty() {
+            return done;
+        }
+        let mut held = self.caches.snapshot();
+        held.sort_by_key(|c| std::cmp::Reverse(c.bytes));
+        for (tenant, by) in over {
+            let mut left = by;
+            for c in held.iter().filter(|c| c.tenant == tenant && c.bytes > 0) {
+                if left == 0 {
+                    break;
+                }
+                let want = left.min(c.bytes);
+                let outcome = self
+                    .caches
+                    .trim(&c.name, want)
+                    .map(|freed| {
+                        left = left.saturating_sub(freed);
+                        format!(
+                            "freed {freed} bytes: tenant {tenant} is over its memory share by {by}"
+                        )
+                    })
+                    .map_err(ActionError::from);
+                let action = PressureAction::TrimCache {
+                    cache: c.name.clone(),
+                    bytes: want,
+                };
+                if let Some(bus) = &self.events {
+                    bus.publish(Event::PressureAction {
+                        level,
+                        action: action.clone(),
+                        outcome: match &outcome {
+                            Ok(s) => s.clone(),
+                            Err(e) => format!("failed: {e}"),
+                        },
+                    });
+                }
+                done.push((action, outcome));
+            }
         }
         done
     }

@@ -310,3 +310,86 @@ fn gc_and_snapshot_report() {
     assert_eq!(s.tenants["t"], 5 + 900);
     assert!(serde_json::to_string(&s).is_ok());
 }
+
+struct Silent;
+impl crate::policy::PressurePolicy for Silent {
+    fn name(&self) -> &str {
+        "silent"
+    }
+    fn respond(
+        &self,
+        _: PressureLevel,
+        _: &crate::policy::SystemUsage,
+        _: &[crate::policy::CacheStat],
+        _: &[crate::policy::PoolStat],
+    ) -> Vec<PressureAction> {
+        Vec::new()
+    }
+}
+
+#[test]
+fn under_pressure_the_tenant_over_its_share_is_trimmed_first() {
+    let bus = crate::events::EventBus::new();
+    let reg = Arc::new(CacheRegistry::new(Some(bus.clone())));
+    let resources = crate::resources::ResourceManager::with_parts(
+        crate::resources::ManagerOptions {
+            limits: crate::resources::GlobalLimits {
+                memory_bytes: 1000,
+                cpu_millicores: 1000,
+                connections: 10,
+                requests_per_minute: 60,
+                file_handles: 10,
+            },
+            requests_per_minute: 60,
+            tenant_defaults: Default::default(),
+        },
+        bus.clone(),
+        crate::resources::ManagerParts {
+            held_elsewhere: reg.clone(),
+            ..Default::default()
+        },
+    );
+    let lru = || Box::new(crate::policy::NativeLru::new());
+    let hog = reg.register_cache("big", "hog", 800, lru()).unwrap();
+    let calm = reg.register_cache("small", "calm", 100, lru()).unwrap();
+    for i in 0..80 {
+        hog.insert_with(format!("h{i}"), None, 10, 0, None);
+    }
+    for i in 0..10 {
+        calm.insert_with(format!("c{i}"), None, 10, 0, None);
+    }
+    let fake = FakeSource::new().with_memory(0, 10_000).with_rss(100);
+    let m = MemoryMonitor::new(
+        PressureConfig {
+            max_memory_bytes: Some(1000),
+            ..PressureConfig::default()
+        },
+        MonitorParts {
+            telemetry: Telemetry::new(Box::new(fake)),
+            caches: reg.clone(),
+            allocation_bytes: Box::new(|| 0),
+            policy: Arc::new(Silent),
+            sink: Arc::new(crate::host::HostSink::new(
+                reg.clone(),
+                resources,
+                crate::pools::PoolManager::new(&Default::default(), bus.clone()).unwrap(),
+                bus.clone(),
+            )),
+            events: Some(bus),
+            gauge: PressureGauge::new(),
+        },
+    );
+    // Two holders: 500 bytes each. The hog declared 800, so it is 300 over.
+    let done = m.respond(PressureLevel::Warning);
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(
+        done[0].0,
+        PressureAction::TrimCache {
+            cache: "big".into(),
+            bytes: 300
+        }
+    );
+    assert!(hog.bytes() <= 500, "{}", hog.bytes());
+    assert_eq!(calm.bytes(), 100, "the tenant within its share keeps its cache");
+    assert!(m.respond(PressureLevel::Normal).is_empty());
+}
