@@ -298,12 +298,27 @@ fn check(
         );
         println!("  instantiate: {:.1} µs", report.instantiate_us);
         println!("  smoke call:  {}", report.smoke);
+        for t in &report.timing {
+            println!(
+                "  {:<12} p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs over {} calls (deadline {} ms){}",
+                format!("{}:", t.kind),
+                t.p50_us,
+                t.p99_us,
+                t.max_us,
+                t.calls,
+                t.deadline_ms,
+                t.problem().map(|p| format!(" — {p}")).unwrap_or_default()
+            );
+        }
         if let Some(c) = &report.conformance {
             println!(
-                "  conformance: {} ({} ops, {} victim requests{})",
+                "  conformance: {} ({} ops, up to {} live entries, {} victim requests, p50 {:.1} µs, p99 {:.1} µs{})",
                 if c.passed { "passed" } else { "FAILED" },
                 c.ops,
+                c.max_live,
                 c.victim_requests,
+                c.p50_us,
+                c.p99_us,
                 if c.compared_with_lru {
                     ", victims compared with the native LRU"
                 } else {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::RuntimeError;
 use super::registry::{PolicyRuntime, policy_name};
+use super::timing::{CallTiming, time_calls};
 use super::version::PolicyVersion;
 use rmhost_core::policy::{
     EventKind, EvictionPolicy, NativeLru, PackedEvent, PolicyKind, encode_event,
@@ -40,6 +41,8 @@ pub struct CheckReport {
     pub instantiate_us: f64,
     /// `ok`, or why the smoke call failed.
     pub smoke: String,
+    /// Per-call times of every kind under the policy's real deadline.
+    pub timing: Vec<CallTiming>,
     /// The eviction conformance run, when asked for and the policy evicts.
     pub conformance: Option<ConformanceReport>,
 }
@@ -55,6 +58,12 @@ pub struct ConformanceReport {
     pub victim_requests: u32,
     /// Whether victims were compared with the native LRU's.
     pub compared_with_lru: bool,
+    /// Most entries live at once during the run.
+    pub max_live: u32,
+    /// Median victim-request call time, µs.
+    pub p50_us: f64,
+    /// 99th percentile victim-request call time, µs (checked against the deadline).
+    pub p99_us: f64,
     /// The first failed check.
     pub first_divergence: Option<String>,
 }
@@ -91,6 +100,7 @@ impl PolicyRuntime {
             from_cache: false,
             instantiate_us: 0.0,
             smoke: "not run".into(),
+            timing: Vec::new(),
             conformance: None,
         };
         let v = match self.shared.build(&name, &bytes, Some(path.to_path_buf())) {
@@ -125,6 +135,17 @@ impl PolicyRuntime {
             }
             r.conformance = Some(c);
         }
+        // Conformance checks answers under the relaxed setup deadline (a machine hiccup
+        // must not fail a correct policy; its p99 is checked against the deadline
+        // instead); the timing calls run under the policy's real one, as when loaded.
+        v.arm();
+        r.timing = time_calls(&v);
+        if let Some(p) = r.timing.iter().find_map(CallTiming::problem)
+            && r.error.is_none()
+        {
+            r.ok = false;
+            r.error = Some(format!("timing: {p}"));
+        }
         Ok(r)
     }
 }
@@ -142,6 +163,9 @@ pub(crate) fn eviction_conformance(
         ops: 0,
         victim_requests: 0,
         compared_with_lru: compare_lru,
+        max_live: 0,
+        p50_us: 0.0,
+        p99_us: 0.0,
         first_divergence: None,
     };
     let fail = |mut rep: ConformanceReport, msg: String| {
@@ -152,7 +176,7 @@ pub(crate) fn eviction_conformance(
         Ok(i) => i,
         Err(f) => return fail(rep, format!("instantiation failed: {f}")),
     };
-    if let Err(f) = v.configure(&mut inst, 1 << 20, 256) {
+    if let Err(f) = v.configure(&mut inst, 1 << 30, PREFILL as u32) {
         return fail(rep, format!("configure failed: {f}"));
     }
     let mut native = NativeLru::new();
@@ -172,6 +196,21 @@ pub(crate) fn eviction_conformance(
             },
         );
     };
+    // Thousands of live entries first: policies that misbehave only when full (a fixed
+    // table, a quadratic scan) must show it here, not in production.
+    for id in 0..PREFILL {
+        let size = 1 + next(&mut rng) % 4096;
+        sizes.push(Some(size));
+        ev(&mut batch, EventKind::Insert, id, size, 0);
+        if batch.len() >= 3 * 256 {
+            if let Err(f) = v.observe(&mut inst, &batch, 0, 0) {
+                return fail(rep, format!("prefill: {f}"));
+            }
+            native.observe(&batch, 0, 0);
+            batch.clear();
+        }
+    }
+    let mut times = Vec::new();
     for op in 0..ops {
         rep.ops = op + 1;
         let live: Vec<u64> = (0..sizes.len() as u64)
@@ -209,7 +248,8 @@ pub(crate) fn eviction_conformance(
         } else {
             rep.victim_requests += 1;
             let total: u64 = live.iter().filter_map(|i| sizes[*i as usize]).sum();
-            let bytes = 1 + next(&mut rng) % (total / 4 + 1);
+            // A miss's worth of room: a few entries (sizes average ~2 KiB).
+            let bytes = 1 + next(&mut rng) % (total.min(16 * 1024) + 1);
             // Mostly room for every live id (then freeing `bytes` is possible), sometimes a
             // tight count to check the bound.
             let max = if next(&mut rng).is_multiple_of(4) {
@@ -217,10 +257,13 @@ pub(crate) fn eviction_conformance(
             } else {
                 live.len() as u32
             };
+            rep.max_live = rep.max_live.max(live.len() as u32);
+            let t = std::time::Instant::now();
             let got = match v.observe(&mut inst, &batch, bytes, max) {
                 Ok(g) => g,
-                Err(f) => return fail(rep, format!("op {op}: {f}")),
+                Err(f) => return fail(rep, format!("op {op} ({} live): {f}", live.len())),
             };
+            times.push(t.elapsed());
             let want = native.observe(&batch, bytes, max);
             batch.clear();
             if let Some(bad) = got
@@ -259,9 +302,27 @@ pub(crate) fn eviction_conformance(
             }
         }
     }
+    times.sort_unstable();
+    let at = |q: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * q).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    rep.p50_us = at(0.5);
+    rep.p99_us = at(0.99);
+    if rep.p99_us > v.deadline.as_secs_f64() * 1e6 {
+        let msg = format!(
+            "p99 victim-request time {:.0} µs with up to {} live entries exceeds the deadline of {:?}",
+            rep.p99_us, rep.max_live, v.deadline
+        );
+        return fail(rep, msg);
+    }
     rep.passed = true;
     rep
 }
+
+/// Entries inserted before the mixed sequence.
+const PREFILL: u64 = 4000;
 
 fn next(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -11,7 +11,8 @@
 //! `engine` (engine, epoch ticker, artifact cache), `version` (one loaded version, guarded
 //! calls, validation), `registry` (policies, bindings, faults, quarantine), `adapters`
 //! (the trait implementations), `provider` (the runtime as the host's `PolicyProvider`),
-//! `check` (`rmhost policy check`), `watch` (hot reload), `stats`.
+//! `check` (`rmhost policy check`), `timing` (its per-call p50/p99 under the real
+//! deadline), `watch` (hot reload), `stats`.
 //!
 //! **Blocking**: every guest call is synchronous and may block its thread for up to the
 //! policy's deadline (default 10 ms, plus one 1 ms epoch tick). Async callers must wrap
@@ -29,6 +30,7 @@ mod engine;
 mod provider;
 mod registry;
 mod stats;
+mod timing;
 mod version;
 mod watch;
 
@@ -37,6 +39,7 @@ mod tests;
 
 pub use check::{CheckReport, ConformanceReport};
 pub use registry::{BindingInfo, PolicyInfo, PolicyRuntime};
+pub use timing::{CallTiming, MAX_MISSED, TIMED_CALLS};
 pub use watch::{DEBOUNCE, ReloadAction, ReloadOutcome, WatchHandle};
 
 use std::collections::{BTreeMap, HashMap};

@@ -507,6 +507,37 @@ fn check_file_reports_kinds_times_and_conformance() {
 }
 
 #[test]
+fn check_times_calls_under_the_real_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, _) = runtime();
+    // Correct answers, but tens of ms on the miss path: the smoke call (relaxed setup
+    // deadline, 4 victims) passes; the timing phase, under the policy's 10 ms deadline,
+    // does not.
+    let path = dir.path().join("slow.wasm");
+    std::fs::write(&path, wat::eviction_slow()).unwrap();
+    let r = rt.check_file(&path, false).unwrap();
+    assert_eq!(r.smoke, "ok", "{r:?}");
+    assert!(!r.ok, "{r:?}");
+    let e = r.error.unwrap();
+    assert!(
+        e.starts_with("timing: eviction: call 3 missed its deadline"),
+        "{e}"
+    );
+    assert_eq!(r.timing[0].missed, MAX_MISSED);
+    // A quick policy reports its times and passes.
+    let path = dir.path().join("quick.wasm");
+    std::fs::write(&path, wat::quota_grant_all()).unwrap();
+    let r = rt.check_file(&path, false).unwrap();
+    assert!(r.ok, "{r:?}");
+    let t = &r.timing[0];
+    assert_eq!((t.kind, t.calls), (PolicyKind::Quota, TIMED_CALLS));
+    assert!(
+        t.p50_us > 0.0 && t.p50_us <= t.p99_us && t.p99_us <= t.max_us,
+        "{t:?}"
+    );
+}
+
+#[test]
 fn conformance_names_the_first_divergence() {
     // The tricky policy evicts the first event of each batch: sometimes a removed id,
     // always too few bytes. The report says which check failed first.

@@ -390,6 +390,10 @@ fn under_pressure_the_tenant_over_its_share_is_trimmed_first() {
         }
     );
     assert!(hog.bytes() <= 500, "{}", hog.bytes());
-    assert_eq!(calm.bytes(), 100, "the tenant within its share keeps its cache");
+    assert_eq!(
+        calm.bytes(),
+        100,
+        "the tenant within its share keeps its cache"
+    );
     assert!(m.respond(PressureLevel::Normal).is_empty());
 }

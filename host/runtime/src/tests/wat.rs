@@ -145,3 +145,22 @@ pub(crate) fn priority_double() -> String {
 )"#
     )
 }
+
+/// A correct-looking eviction policy that is slow on the host's miss path: asked for up
+/// to 8 victims, it spins ~2^27 iterations (tens of ms) before answering nothing.
+pub(crate) fn eviction_slow() -> String {
+    let body = r#"
+    (func (export "configure") (param i64 i32))
+    (func (export "observe") (param $ev i32) (param $n i32) (param $bytes i64) (param $max i32)
+      (result i32)
+      (local $i i32)
+      (if (i32.eq (local.get $max) (i32.const 8))
+        (then (loop $l
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 134217728))))))
+      (i32.store (i32.const 16) (i32.const 64))
+      (i32.store (i32.const 20) (i32.const 0))
+      (i32.const 16))
+    "#;
+    eviction(body)
+}
