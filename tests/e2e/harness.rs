@@ -70,7 +70,13 @@ impl Daemon {
             child,
             addr,
             _dir: dir,
-            http: http(),
+            // No idle connections kept: the daemon may close one after an error answer
+            // (a 413 body it did not read), and a test's next request must not land on it.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client"),
         }
     }
 
