@@ -15,6 +15,8 @@
 
 use clap::Parser;
 use reqwest::StatusCode;
+use rmhost_server::wire::Allocation;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -317,7 +319,7 @@ async fn tenant_task(ctx: Arc<Ctx>, tenant: String, seed: u64, period: Duration)
             match ctx.call(Method::POST, "/v1/allocations", Some(body)).await {
                 Some((s, v)) if s.is_success() => {
                     add(&ctx.stats.granted);
-                    if let Some(id) = v["id"].as_u64() {
+                    if let Ok(Allocation { id, .. }) = Allocation::deserialize(&v) {
                         // One lease in five is left to lapse, so reclaims show up.
                         let lease = ttl.map(|t| {
                             if rng.unit() < 0.2 {

@@ -28,16 +28,9 @@ async fn call(
     token: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let c = http();
     let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut rq = c.request(m, d.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        rq = rq.json(&b);
-    }
-    let r = rq.send().await.expect("request");
-    let status = r.status().as_u16();
-    let v = r.json::<Value>().await.unwrap_or(Value::Null);
-    (status, v)
+    let r = d.with_token(token).request(m, path, body).await;
+    (r.status.as_u16(), r.body)
 }
 
 fn alloc(tenant: &str, amount: u64, priority: u8) -> Value {
@@ -289,31 +282,16 @@ async fn one_tenants_eviction_flood_reaches_only_its_own_stream() {
 #[tokio::test]
 async fn metrics_need_the_admin_token_unless_public() {
     let d = Daemon::start(&config(""), &[], &[]);
-    let c = http();
-    assert_eq!(c.get(d.url("/metrics")).send().await.unwrap().status(), 401);
-    assert_eq!(
-        c.get(d.url("/metrics"))
-            .bearer_auth(HOG)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    let r = c
-        .get(d.url("/metrics"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(d.text("/metrics").await.0, 401);
+    assert_eq!(call(&d, "GET", "/metrics", HOG, None).await.0, 403);
+    assert_eq!(call(&d, "GET", "/metrics", ADMIN, None).await.0, 200);
     drop(d);
     let d = Daemon::start(
         &config("").replace("[auth]\n", "[auth]\nmetrics_public = true\n"),
         &[],
         &[],
     );
-    assert_eq!(c.get(d.url("/metrics")).send().await.unwrap().status(), 200);
+    assert_eq!(d.text("/metrics").await.0, 200);
 }
 
 #[tokio::test]
@@ -374,8 +352,7 @@ async fn a_connection_over_the_cap_is_closed_and_slow_headers_are_cut_off() {
     }
     drop(held);
     // Slots are free again: a normal request goes through.
-    let r = http().get(d.url("/v1/usage")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(d.get("/v1/usage").await.0, 200);
 }
 
 #[tokio::test]

@@ -1,18 +1,18 @@
 //! The client verbs against a live daemon and against none.
 
-use crate::harness::{Daemon, http, run_cli};
+use crate::harness::{Daemon, run_cli};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn health_and_report_against_a_daemon() {
     let d = Daemon::start("", &[], &[]);
-    let r = http()
-        .post(d.url("/v1/allocations"))
-        .json(&json!({"tenant": "acme", "kind": "memory", "amount": 4096}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let (status, _) = d
+        .post(
+            "/v1/allocations",
+            json!({"tenant": "acme", "kind": "memory", "amount": 4096}),
+        )
+        .await;
+    assert_eq!(status, 201);
     let addr = d.addr.as_str();
 
     let (code, out, err) = run_cli(&["health", "-v", "--addr", addr], &[]);

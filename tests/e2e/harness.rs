@@ -1,5 +1,7 @@
 //! Starting and stopping a daemon for a test.
 
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -16,6 +18,7 @@ pub struct Daemon {
     pub addr: String,
     /// Holds the working directory (and its config) alive for the daemon's lifetime.
     pub _dir: tempfile::TempDir,
+    http: reqwest::Client,
 }
 
 impl Daemon {
@@ -67,7 +70,69 @@ impl Daemon {
             child,
             addr,
             _dir: dir,
+            // No idle connections kept: the daemon may close one after an error answer
+            // (a 413 body it did not read), and a test's next request must not land on it.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client"),
         }
+    }
+
+    /// The JSON API of this daemon without a token (auth off: the caller is the admin).
+    pub fn api(&self) -> Api<'_> {
+        Api {
+            daemon: self,
+            token: None,
+        }
+    }
+
+    /// The JSON API of this daemon with `Authorization: Bearer {token}`.
+    pub fn with_token<'a>(&'a self, token: &'a str) -> Api<'a> {
+        Api {
+            daemon: self,
+            token: Some(token),
+        }
+    }
+
+    /// `GET path` without a token: (status, JSON body).
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.api().get(path).await
+    }
+
+    /// `POST path` with a JSON body, without a token.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.api().post(path, body).await
+    }
+
+    /// `PUT path` with a JSON body, without a token.
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.api().put(path, body).await
+    }
+
+    /// `DELETE path` without a token.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.api().delete(path).await
+    }
+
+    /// `GET /v1/events` without a token: the open event stream (read it with
+    /// [`wait_for_event`]).
+    pub async fn events(&self) -> reqwest::Response {
+        let resp = self.http.get(self.url("/v1/events")).send().await;
+        resp.expect("open /v1/events")
+    }
+
+    /// `GET path` as text (`/metrics`), without a token.
+    pub async fn text(&self, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("send request");
+        let status = resp.status();
+        (status, resp.text().await.expect("read body"))
     }
 
     /// `http://ADDR{path}`.
@@ -102,6 +167,68 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A daemon's JSON API as one caller (a token or none) sees it. Every method answers the
+/// status and the body parsed as JSON (`Value::Null` when the body is empty or not JSON,
+/// so a test asserting on it fails with the status in view).
+pub struct Api<'a> {
+    daemon: &'a Daemon,
+    token: Option<&'a str>,
+}
+
+/// A whole answer, for the tests that look at headers too.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Api<'_> {
+    /// Sends `method path` (with `body` as JSON when given) and reads the whole answer.
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut req = self.daemon.http.request(method, self.daemon.url(path));
+        if let Some(t) = self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("send request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("read body");
+        Reply {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn json(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let r = self.request(method, path, body).await;
+        (r.status, r.body)
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.json(Method::GET, path, None).await
+    }
+
+    /// `POST path` with `body`.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.json(Method::POST, path, Some(body)).await
+    }
+
+    /// `PUT path` with `body`.
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.json(Method::PUT, path, Some(body)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.json(Method::DELETE, path, None).await
     }
 }
 

@@ -7,8 +7,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn starts_with_no_config_and_answers_health() {
     let d = Daemon::spawn(None, &[], &[]);
-    let r = http().get(d.url("/health")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(d.get("/health").await.0, 200);
 }
 
 #[test]

@@ -1,75 +1,39 @@
 //! Caches, memory, gc, snapshot, leaks, profile and sim through the daemon and the CLI.
 
-use crate::harness::{Daemon, http, run_cli, wait_for_event};
+use crate::harness::{Daemon, run_cli, wait_for_event};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn caches_store_evict_and_report_through_the_api() {
     let d = Daemon::start("", &[], &[]);
-    let c = http();
-    let r = c
-        .put(d.url("/v1/caches/sessions"))
-        .json(&json!({"capacity_bytes": 1000, "policy": "lru"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    let mut events = c.get(d.url("/v1/events")).send().await.unwrap();
+    let (status, body) = d
+        .put(
+            "/v1/caches/sessions",
+            json!({"capacity_bytes": 1000, "policy": "lru"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut events = d.events().await;
 
     let put = |key: String, body: Value| {
-        c.put(d.url(&format!("/v1/caches/sessions/entries/{key}")))
-            .json(&body)
-            .send()
+        let path = format!("/v1/caches/sessions/entries/{key}");
+        let d = &d;
+        async move { d.put(&path, body).await }
     };
-    let r: Value = put("a".into(), json!({"value": {"user": 7}}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, r) = put("a".into(), json!({"value": {"user": 7}})).await;
     assert_eq!(r["held"], true);
-    let got: Value = c
-        .get(d.url("/v1/caches/sessions/entries/a"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, got) = d.get("/v1/caches/sessions/entries/a").await;
     assert_eq!(got["value"], json!({"user": 7}));
     // Fill past capacity with accounted (value-less) entries: the least recent go.
     for i in 0..12 {
-        let r = put(format!("k{i}"), json!({"size": 100, "priority": 1}))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        let (status, _) = put(format!("k{i}"), json!({"size": 100, "priority": 1})).await;
+        assert_eq!(status, 200);
     }
-    let info: Value = c
-        .get(d.url("/v1/caches/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, info) = d.get("/v1/caches/sessions").await;
     assert!(info["bytes"].as_u64().unwrap() <= 1000, "{info}");
     assert!(info["evictions"].as_u64().unwrap() >= 3, "{info}");
-    assert_eq!(
-        c.get(d.url("/v1/caches/sessions/entries/k0"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        c.get(d.url("/v1/caches/sessions/entries/k11"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(d.get("/v1/caches/sessions/entries/k0").await.0, 404);
+    assert_eq!(d.get("/v1/caches/sessions/entries/k11").await.0, 200);
 
     // Remote apps learn of evictions through events.
     let mut buf = String::new();
@@ -77,51 +41,26 @@ async fn caches_store_evict_and_report_through_the_api() {
     assert!(seen, "{buf}");
 
     // Bad input names the field; unknown caches are 404.
-    let r = put("x".into(), json!({})).await.unwrap();
-    assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("size"));
-    let r = c
-        .put(d.url("/v1/caches/nope/entries/x"))
-        .json(&json!({"size": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let r = c
-        .put(d.url("/v1/caches/other"))
-        .json(&json!({"capacity_bytes": 10, "policy": "nonsense"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let (status, e) = put("x".into(), json!({})).await;
+    assert_eq!(status, 400);
+    assert!(e.to_string().contains("size"), "{e}");
+    let (status, _) = d.put("/v1/caches/nope/entries/x", json!({"size": 1})).await;
+    assert_eq!(status, 404);
+    let (status, _) = d
+        .put(
+            "/v1/caches/other",
+            json!({"capacity_bytes": 10, "policy": "nonsense"}),
+        )
+        .await;
+    assert_eq!(status, 400);
     // A trim frees bytes through the policy.
-    let t: Value = c
-        .post(d.url("/v1/caches/sessions/trim"))
-        .json(&json!({"bytes": 300}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, t) = d
+        .post("/v1/caches/sessions/trim", json!({"bytes": 300}))
+        .await;
     assert!(t["freed_bytes"].as_u64().unwrap() >= 300, "{t}");
-    let list: Vec<Value> = c
-        .get(d.url("/v1/caches"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list.len(), 1);
-    let m: Value = c
-        .get(d.url("/v1/memory"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, list) = d.get("/v1/caches").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (_, m) = d.get("/v1/memory").await;
     assert!(
         ["normal", "warning", "critical"].contains(&m["status"].as_str().unwrap()),
         "{m}"
@@ -132,17 +71,13 @@ async fn caches_store_evict_and_report_through_the_api() {
 #[tokio::test]
 async fn gc_snapshot_leaks_and_profile_verbs() {
     let d = Daemon::start("", &[], &[]);
-    let c = http();
-    c.put(d.url("/v1/caches/c1"))
-        .json(&json!({"capacity_bytes": 100000, "tenant": "acme"}))
-        .send()
-        .await
-        .unwrap();
-    c.put(d.url("/v1/caches/c1/entries/k"))
-        .json(&json!({"size": 5000}))
-        .send()
-        .await
-        .unwrap();
+    d.put(
+        "/v1/caches/c1",
+        json!({"capacity_bytes": 100000, "tenant": "acme"}),
+    )
+    .await;
+    d.put("/v1/caches/c1/entries/k", json!({"size": 5000}))
+        .await;
     let addr = d.addr.as_str();
 
     let (code, out, err) = run_cli(&["gc", "--addr", addr], &[]);

@@ -1,7 +1,7 @@
 //! `/metrics` as Prometheus' own linter sees it, and every client verb's exit code when
 //! the daemon is down.
 
-use crate::harness::{Daemon, http, run_cli};
+use crate::harness::{Daemon, run_cli};
 use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -16,41 +16,14 @@ async fn metrics_pass_promtool_check_metrics() {
         &["--policy", lru.to_str().unwrap()],
         &[("DATABASE_URL", pg.as_str())],
     );
-    let c = http();
     // Give every family samples: an allocation, a denial, a rate check, a cache.
-    c.put(d.url("/v1/tenants/t/quotas"))
-        .json(&json!({"memory": 10}))
-        .send()
-        .await
-        .unwrap();
-    c.post(d.url("/v1/allocations"))
-        .json(&json!({"tenant": "t", "kind": "memory", "amount": 5}))
-        .send()
-        .await
-        .unwrap();
-    c.post(d.url("/v1/allocations"))
-        .json(&json!({"tenant": "t", "kind": "memory", "amount": 50}))
-        .send()
-        .await
-        .unwrap();
-    c.post(d.url("/v1/ratelimit/check"))
-        .json(&json!({"tenant": "t"}))
-        .send()
-        .await
-        .unwrap();
-    c.put(d.url("/v1/caches/c"))
-        .json(&json!({"capacity_bytes": 100}))
-        .send()
-        .await
-        .unwrap();
-    let text = c
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    d.put("/v1/tenants/t/quotas", json!({"memory": 10})).await;
+    let alloc = |amount: u64| json!({"tenant": "t", "kind": "memory", "amount": amount});
+    d.post("/v1/allocations", alloc(5)).await;
+    d.post("/v1/allocations", alloc(50)).await;
+    d.post("/v1/ratelimit/check", json!({"tenant": "t"})).await;
+    d.put("/v1/caches/c", json!({"capacity_bytes": 100})).await;
+    let (_, text) = d.text("/metrics").await;
     assert!(
         text.contains("rmhost_pool_acquire_duration_seconds_bucket"),
         "{text}"

@@ -1,7 +1,7 @@
 //! Wasm policies end to end: the reference policies built from `policies/` by
 //! `policies/build`, loaded by the daemon and by the library.
 
-use crate::harness::{Daemon, http, run_cli, wait_for_event};
+use crate::harness::{Daemon, run_cli, wait_for_event};
 use rmhost_core::events::EventBus;
 use rmhost_core::policy::{EventKind, EvictionPolicy, NativeLru, PackedEvent, encode_event};
 use rmhost_runtime::{PolicyRuntime, RuntimeOptions};
@@ -175,15 +175,7 @@ fn rust_c_and_native_lru_agree_on_100k_random_operations() {
 async fn run_with_a_policy_serves_and_binds_it_as_the_default() {
     let lru = built("lru");
     let d = Daemon::start("", &["--policy", lru.to_str().unwrap()], &[]);
-    let c = http();
-    let v: Value = c
-        .get(d.url("/v1/policies"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, v) = d.get("/v1/policies").await;
     let names: Vec<&str> = v["policies"]
         .as_array()
         .unwrap()
@@ -200,53 +192,22 @@ async fn run_with_a_policy_serves_and_binds_it_as_the_default() {
         "{v}"
     );
     // A cache without a named policy uses the default binding: the Wasm LRU.
-    let r = c
-        .put(d.url("/v1/caches/web"))
-        .json(&json!({"capacity_bytes": 500}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let (status, _) = d
+        .put("/v1/caches/web", json!({"capacity_bytes": 500}))
+        .await;
+    assert_eq!(status, 201);
     for i in 0..10 {
-        c.put(d.url(&format!("/v1/caches/web/entries/k{i}")))
-            .json(&json!({"size": 100}))
-            .send()
-            .await
-            .unwrap();
+        d.put(
+            &format!("/v1/caches/web/entries/k{i}"),
+            json!({"size": 100}),
+        )
+        .await;
     }
-    let info: Value = c
-        .get(d.url("/v1/caches/web"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, info) = d.get("/v1/caches/web").await;
     assert!(info["bytes"].as_u64().unwrap() <= 500, "{info}");
-    assert_eq!(
-        c.get(d.url("/v1/caches/web/entries/k0"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        c.get(d.url("/v1/caches/web/entries/k9"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let p: Value = c
-        .get(d.url("/v1/policies/lru"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(d.get("/v1/caches/web/entries/k0").await.0, 404);
+    assert_eq!(d.get("/v1/caches/web/entries/k9").await.0, 200);
+    let (_, p) = d.get("/v1/policies/lru").await;
     assert!(p["calls"].as_u64().unwrap() > 0, "{p}");
     // And the CLI lists it.
     let (code, out, err) = run_cli(&["policy", "list", "--addr", &d.addr], &[]);
@@ -265,18 +226,10 @@ async fn per_tenant_quota_policy_swap_while_another_tenant_keeps_its_own() {
         &["--policies-dir", dir.path().to_str().unwrap()],
         &[],
     );
-    let c = http();
     // The directory loads in the background.
     let mut loaded = false;
     for _ in 0..200 {
-        let v: Value = c
-            .get(d.url("/v1/policies"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, v) = d.get("/v1/policies").await;
         if v["policies"]
             .as_array()
             .unwrap()
@@ -293,46 +246,30 @@ async fn per_tenant_quota_policy_swap_while_another_tenant_keeps_its_own() {
         "fair-quota was not loaded from the policies directory"
     );
     let alloc = |tenant: &'static str| {
-        c.post(d.url("/v1/allocations"))
-            .json(&json!({"tenant": tenant, "kind": "memory", "amount": 200}))
-            .send()
+        d.post(
+            "/v1/allocations",
+            json!({"tenant": tenant, "kind": "memory", "amount": 200}),
+        )
     };
-    assert_eq!(alloc("acme").await.unwrap().status(), 201);
-    let r = c
-        .put(d.url("/v1/tenants/acme/policies/quota"))
-        .json(&json!({"policy": "fair-quota"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{:?}", r.text().await);
-    let r = alloc("acme").await.unwrap();
-    assert_eq!(r.status(), 409);
-    let e: Value = r.json().await.unwrap();
+    let bind = "/v1/tenants/acme/policies/quota";
+    assert_eq!(alloc("acme").await.0, 201);
+    let (status, body) = d.put(bind, json!({"policy": "fair-quota"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, e) = alloc("acme").await;
+    assert_eq!(status, 409);
     assert!(e["message"].as_str().unwrap().contains("fair-quota"), "{e}");
     // globex keeps the native default.
-    assert_eq!(alloc("globex").await.unwrap().status(), 201);
-    let r = c
-        .put(d.url("/v1/tenants/acme/policies/quota"))
-        .json(&json!({"policy": "nope"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let r = c
-        .delete(d.url("/v1/tenants/acme/policies/quota"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(alloc("acme").await.unwrap().status(), 201);
+    assert_eq!(alloc("globex").await.0, 201);
+    assert_eq!(d.put(bind, json!({"policy": "nope"})).await.0, 404);
+    assert_eq!(d.delete(bind).await.0, 200);
+    assert_eq!(alloc("acme").await.0, 201);
 }
 
 #[tokio::test]
 async fn hot_reload_through_the_daemon_keeps_the_old_policy_on_a_broken_file() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start("", &["--policies-dir", dir.path().to_str().unwrap()], &[]);
-    let c = http();
-    let mut events = c.get(d.url("/v1/events")).send().await.unwrap();
+    let mut events = d.events().await;
     let target = dir.path().join("evict.wasm");
     std::fs::copy(built("lru"), &target).unwrap();
     let mut buf = String::new();
@@ -340,27 +277,13 @@ async fn hot_reload_through_the_daemon_keeps_the_old_policy_on_a_broken_file() {
         wait_for_event(&mut events, &mut buf, "event: PolicyLoaded").await,
         "{buf}"
     );
-    let before: Value = c
-        .get(d.url("/v1/policies/evict"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, before) = d.get("/v1/policies/evict").await;
     std::fs::write(&target, b"\0asm broken").unwrap();
     assert!(
         wait_for_event(&mut events, &mut buf, "event: PolicyReloadFailed").await,
         "{buf}"
     );
-    let after: Value = c
-        .get(d.url("/v1/policies/evict"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, after) = d.get("/v1/policies/evict").await;
     assert_eq!(
         before["hash"], after["hash"],
         "the old version keeps serving"
@@ -370,12 +293,5 @@ async fn hot_reload_through_the_daemon_keeps_the_old_policy_on_a_broken_file() {
         wait_for_event(&mut events, &mut buf, "event: PolicyUnloaded").await,
         "{buf}"
     );
-    assert_eq!(
-        c.get(d.url("/v1/policies/evict"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(d.get("/v1/policies/evict").await.0, 404);
 }

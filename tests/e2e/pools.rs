@@ -1,6 +1,6 @@
 //! The seed's pools named `main`, defined by DATABASE_URL and REDIS_URL, through the daemon.
 
-use crate::harness::{Daemon, http, run_cli};
+use crate::harness::{Daemon, run_cli};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -26,19 +26,11 @@ async fn database_and_redis_urls_give_pools_in_connections_and_metrics() {
             ("REDIS_POOL_MIN", "1"),
         ],
     );
-    let c = http();
     // Maintenance keeps `min` connections warm; wait for both pools to open theirs.
     let mut last = Value::Null;
     let mut warm = false;
     for _ in 0..150 {
-        last = c
-            .get(d.url("/v1/pools"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        last = d.get("/v1/pools").await.1;
         let size = |kind: &str| {
             last["pools"]
                 .as_array()
@@ -69,14 +61,7 @@ async fn database_and_redis_urls_give_pools_in_connections_and_metrics() {
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["pools"].as_array().unwrap().len(), 2);
-    let m = c
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, m) = d.text("/metrics").await;
     assert!(
         m.contains("rmhost_pool_connections{pool=\"postgres/main\",backend=\"postgres\"}"),
         "{m}"
@@ -89,14 +74,7 @@ async fn database_and_redis_urls_give_pools_in_connections_and_metrics() {
         m.contains("rmhost_pool_acquire_duration_seconds_bucket"),
         "{m}"
     );
-    let h: Value = c
-        .get(d.url("/v1/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, h) = d.get("/v1/health").await;
     let names: Vec<&str> = h["checks"]
         .as_array()
         .unwrap()
