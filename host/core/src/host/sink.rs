@@ -92,13 +92,39 @@ impl ActionSink for HostSink {
         self.pools.stats()
     }
 
+    /// Over by what a tenant holds now (memory allocations plus its caches' contents, not
+    /// their declared capacity): trimming brings that back to the share and then stops,
+    /// instead of draining the cache a little more on every response.
     fn over_share(&self) -> Vec<(String, u64)> {
-        self.resources
+        use crate::policy::ResourceKind;
+        let contents = self.caches.snapshot();
+        let mut over: Vec<(String, u64)> = self
+            .resources
             .memory_shares()
             .into_iter()
-            .filter(|s| s.over)
-            .map(|s| (s.tenant, s.accounted_bytes - s.share_bytes))
-            .collect()
+            .filter_map(|s| {
+                let in_caches: u64 = contents
+                    .iter()
+                    .filter(|c| c.tenant == s.tenant)
+                    .map(|c| c.bytes)
+                    .sum();
+                let held = self
+                    .resources
+                    .tenant_usage(&s.tenant)
+                    .kinds
+                    .iter()
+                    .find(|k| k.kind == ResourceKind::Memory)
+                    .map_or(0, |k| k.used)
+                    .saturating_add(in_caches);
+                (held > s.share_bytes).then(|| (s.tenant, held - s.share_bytes))
+            })
+            .collect();
+        over.sort_by_key(|(_, by)| std::cmp::Reverse(*by));
+        over
+    }
+
+    fn base_rate_limit(&self, tenant: &str) -> Option<u32> {
+        Some(self.resources.rate_limits().base_limit_for(tenant))
     }
 
     fn relieved(&self) {

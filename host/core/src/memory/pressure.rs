@@ -136,6 +136,11 @@ pub trait ActionSink: Send + Sync {
     fn over_share(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+    /// A tenant's request rate limit before throttling, if the sink rate-limits (an
+    /// over-share tenant is throttled to half of it while pressure lasts).
+    fn base_rate_limit(&self, _tenant: &str) -> Option<u32> {
+        None
+    }
     /// Pressure is back to normal: lift throttles and shedding.
     fn relieved(&self) {}
 }
@@ -463,8 +468,9 @@ impl MemoryMonitor {
         done
     }
 
-    /// Under pressure, trims the caches of tenants over their memory share first (by up
-    /// to what each is over, largest cache first), so a tenant within its share keeps its
+    /// Under pressure, throttles tenants over their memory share to half their request
+    /// rate and trims their caches first (by up to what each is over, largest cache
+    /// first), so a tenant within its share keeps its
     /// cache while another's excess is what goes. Each trim is a `PressureAction` event.
     fn trim_over_share(
         &self,
@@ -480,7 +486,31 @@ impl MemoryMonitor {
         }
         let mut held = self.caches.snapshot();
         held.sort_by_key(|c| std::cmp::Reverse(c.bytes));
+        let mut note = |action: PressureAction, outcome: Result<String, ActionError>| {
+            if let Some(bus) = &self.events {
+                bus.publish(Event::PressureAction {
+                    level,
+                    action: action.clone(),
+                    outcome: match &outcome {
+                        Ok(s) => s.clone(),
+                        Err(e) => format!("failed: {e}"),
+                    },
+                });
+            }
+            done.push((action, outcome));
+        };
         for (tenant, by) in over {
+            if let Some(base) = self.sink.base_rate_limit(&tenant) {
+                let requests_per_minute = (base / 2).max(1);
+                let outcome = self.sink.throttle(&tenant, requests_per_minute);
+                note(
+                    PressureAction::Throttle {
+                        tenant: tenant.clone(),
+                        requests_per_minute,
+                    },
+                    outcome,
+                );
+            }
             let mut left = by;
             for c in held.iter().filter(|c| c.tenant == tenant && c.bytes > 0) {
                 if left == 0 {
@@ -497,21 +527,13 @@ impl MemoryMonitor {
                         )
                     })
                     .map_err(ActionError::from);
-                let action = PressureAction::TrimCache {
-                    cache: c.name.clone(),
-                    bytes: want,
-                };
-                if let Some(bus) = &self.events {
-                    bus.publish(Event::PressureAction {
-                        level,
-                        action: action.clone(),
-                        outcome: match &outcome {
-                            Ok(s) => s.clone(),
-                            Err(e) => format!("failed: {e}"),
-                        },
-                    });
-                }
-                done.push((action, outcome));
+                note(
+                    PressureAction::TrimCache {
+                        cache: c.name.clone(),
+                        bytes: want,
+                    },
+                    outcome,
+                );
             }
         }
         done

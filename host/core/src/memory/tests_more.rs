@@ -381,15 +381,26 @@ fn under_pressure_the_tenant_over_its_share_is_trimmed_first() {
     );
     // Two holders: 500 bytes each. The hog declared 800, so it is 300 over.
     let done = m.respond(PressureLevel::Warning);
-    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done.len(), 2, "{done:?}");
     assert_eq!(
         done[0].0,
+        PressureAction::Throttle {
+            tenant: "hog".into(),
+            requests_per_minute: 30
+        },
+        "half its 60/min"
+    );
+    assert_eq!(
+        done[1].0,
         PressureAction::TrimCache {
             cache: "big".into(),
             bytes: 300
         }
     );
-    assert!(hog.bytes() <= 500, "{}", hog.bytes());
+    // Back within its share by what it holds: the next response leaves its cache alone.
+    assert!(m.respond(PressureLevel::Warning).is_empty());
+    assert_eq!(hog.bytes(), 500);
+    assert_eq!(hog.bytes(), 500);
     assert_eq!(
         calm.bytes(),
         100,

@@ -55,15 +55,18 @@ impl RateLimits {
         }
     }
 
-    /// The limit in force for `tenant`: a throttle if one is set, else its override, else
-    /// the default.
-    pub fn limit_for(&self, tenant: &str) -> u32 {
-        let base = self
-            .overrides
+    /// The tenant's limit before any pressure throttle: its override or the default.
+    pub fn base_limit_for(&self, tenant: &str) -> u32 {
+        self.overrides
             .read()
             .get(tenant)
             .copied()
-            .unwrap_or(self.default_per_minute);
+            .unwrap_or(self.default_per_minute)
+    }
+
+    /// The limit in force for `tenant` (its base limit, or a pressure throttle below it).
+    pub fn limit_for(&self, tenant: &str) -> u32 {
+        let base = self.base_limit_for(tenant);
         match self.throttles.read().get(tenant) {
             Some(t) => (*t).min(base),
             None => base,
