@@ -10,3 +10,4 @@ mod memory;
 mod observability;
 mod policies;
 mod pools;
+mod shared_state;

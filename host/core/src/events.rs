@@ -251,6 +251,18 @@ pub enum Event {
         /// Why (`SIGTERM`, `SIGINT`).
         reason: String,
     },
+    /// A shared-state backend stopped answering.
+    BackendDown {
+        /// `redis` or `postgres`.
+        backend: String,
+        /// What failed.
+        error: String,
+    },
+    /// A shared-state backend answers again.
+    BackendUp {
+        /// `redis` or `postgres`.
+        backend: String,
+    },
 }
 
 impl Event {
@@ -297,6 +309,8 @@ impl Event {
             Event::CircuitClosed { .. } => "CircuitClosed",
             Event::PoolMetrics { .. } => "PoolMetrics",
             Event::Shutdown { .. } => "Shutdown",
+            Event::BackendDown { .. } => "BackendDown",
+            Event::BackendUp { .. } => "BackendUp",
         }
     }
 }

@@ -124,6 +124,7 @@ fn usage(cpu: f64, total: u64) -> UsageReport {
             tenants,
             allocations: 4,
         },
+        host_id: "test".into(),
     }
 }
 

@@ -155,6 +155,18 @@ pub enum ConfigError {
         /// Where it came from, or empty.
         origin: String,
     },
+    /// A value outside the words or URL schemes the key accepts.
+    #[error("{key} = {value:?}{origin}: expected {expected}")]
+    BadValue {
+        /// The dotted key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Where it came from, or empty.
+        origin: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
     /// An invalid `[pools.*]` setting (names the key and value).
     #[error("{0}")]
     Pool(#[from] crate::pools::SettingsError),

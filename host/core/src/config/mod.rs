@@ -25,6 +25,9 @@
 //! [connection_pools.database]
 //! max = 10
 //!
+//! [state]
+//! ratelimit = "redis://127.0.0.1:6379/"   # default "local"
+//!
 //! [http]
 //! max_connections = 512                # plus header_read_timeout_ms, max_body_bytes, max_profiles
 //!
@@ -97,6 +100,8 @@ pub struct Config {
     pub policies: Policies,
     /// The HTTP server's own bounds.
     pub http: Http,
+    /// Where state shared by several hosts lives.
+    pub state: State,
     /// Per-tenant quotas, by tenant name.
     pub tenants: BTreeMap<String, TenantQuota>,
     /// Quotas of every tenant without its own value in `[tenants.NAME]`; `memory` here is
@@ -120,6 +125,7 @@ impl Default for Config {
             auth: Auth::default(),
             policies: Policies::default(),
             http: Http::default(),
+            state: State::default(),
             tenants: BTreeMap::new(),
             tenant_defaults: TenantQuota::default(),
             pools: crate::pools::PoolsSettings::default(),
@@ -279,6 +285,38 @@ impl Default for Monitoring {
             health_check_interval_ms: 30_000,
             sample_interval_ms: 1_000,
             orphan_scan_interval_ms: 1_000,
+        }
+    }
+}
+
+/// State shared across hosts, `[state]`: rate limits on Redis so every replica's sidecar
+/// enforces one limit per tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct State {
+    /// `local` (each host limits on its own) or a `redis://` / `rediss://` URL (hosts share
+    /// one GCRA state per tenant, on Redis' clock).
+    pub ratelimit: String,
+    /// When Redis cannot answer within `backend_timeout_ms`: `open` falls back to the
+    /// local limiter at the tenant's limit divided by the hosts last seen live; `closed`
+    /// refuses the check with 503.
+    pub ratelimit_failure: String,
+    /// Longest wait for a shared-state backend, ms.
+    pub backend_timeout_ms: u64,
+    /// Key prefix on Redis (keys are `PREFIX:{TENANT}:...`, hash-tagged by tenant).
+    pub key_prefix: String,
+    /// This host's name among its peers (default: the hostname and a random suffix).
+    pub host_id: Option<String>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            ratelimit: "local".into(),
+            ratelimit_failure: "open".into(),
+            backend_timeout_ms: 250,
+            key_prefix: "rmhost".into(),
+            host_id: None,
         }
     }
 }

@@ -108,7 +108,9 @@ fn redact_urls(v: &mut Value) {
     if let Value::Object(map) = v {
         for (k, inner) in map.iter_mut() {
             match inner {
-                Value::String(url) if k == "url" => *url = crate::pools::redact(url),
+                Value::String(url) if k == "url" || k == "ratelimit" => {
+                    *url = crate::pools::redact(url)
+                }
                 other => redact_urls(other),
             }
         }

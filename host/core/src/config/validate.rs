@@ -128,6 +128,40 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
         }
     }
 
+    let st = &config.state;
+    let bad = |key: &str, value: &str, expected: &'static str| ConfigError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        origin: origin(key),
+        expected,
+    };
+    if st.ratelimit != "local"
+        && !(st.ratelimit.starts_with("redis://") || st.ratelimit.starts_with("rediss://"))
+    {
+        return Err(bad(
+            "state.ratelimit",
+            &st.ratelimit,
+            "\"local\" or a redis:// or rediss:// URL",
+        ));
+    }
+    if !matches!(st.ratelimit_failure.as_str(), "open" | "closed") {
+        return Err(bad(
+            "state.ratelimit_failure",
+            &st.ratelimit_failure,
+            "\"open\" or \"closed\"",
+        ));
+    }
+    if st.backend_timeout_ms == 0 {
+        return Err(zero("state.backend_timeout_ms"));
+    }
+    if st.key_prefix.is_empty() || st.key_prefix.contains(['{', '}']) {
+        return Err(bad(
+            "state.key_prefix",
+            &st.key_prefix,
+            "a non-empty prefix without braces",
+        ));
+    }
+
     let mut hashes: Vec<(String, &str)> = Vec::new();
     if let Some(h) = &config.auth.admin_token_sha256 {
         hashes.push(("auth.admin_token_sha256".to_string(), h));

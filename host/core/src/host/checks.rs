@@ -92,6 +92,7 @@ impl Host {
             limit: None,
         });
         checks.extend(self.pools.health_checks());
+        checks.push(self.state_check());
         HealthReport::from_checks(checks, self.uptime().as_secs())
     }
 }

@@ -29,11 +29,13 @@
 mod checks;
 mod policies;
 mod sink;
+mod state;
 mod tasks;
 mod tenancy;
 
 pub use policies::{NativePolicies, PolicyLookupError, PolicyProvider};
 pub use sink::HostSink;
+pub use state::{RateCheckError, host_id};
 
 use crate::config::Config;
 use crate::events::EventBus;
@@ -68,6 +70,9 @@ pub enum HostError {
     /// The pools could not be set up.
     #[error("pools: {0}")]
     Pools(#[from] crate::pools::PoolError),
+    /// The shared-state backends could not be set up.
+    #[error("state: {0}")]
+    State(String),
 }
 
 /// Every core manager of a running host.
@@ -95,6 +100,9 @@ pub struct Host {
     started: Instant,
     /// Serialises cache declarations (see `declare_cache`).
     declaring: parking_lot::Mutex<()>,
+    /// This host's id among the hosts sharing state.
+    pub host_id: String,
+    shared_rate: Option<state::Shared>,
 }
 
 /// Builds a [`Host`]: `Host::builder(config)`, optionally `.telemetry(..)`, `.events(..)`
@@ -191,6 +199,8 @@ impl HostBuilder {
                 gauge,
             },
         ));
+        let host_id = host_id(&config);
+        let shared_rate = state::shared_limiter(&config, &host_id, &events)?;
         let leaks = Arc::new(LeakDetector::new(
             LeakConfig::default(),
             Some(events.clone()),
@@ -208,6 +218,8 @@ impl HostBuilder {
             ready: AtomicBool::new(false),
             started: Instant::now(),
             declaring: parking_lot::Mutex::new(()),
+            host_id,
+            shared_rate,
         }))
     }
 }

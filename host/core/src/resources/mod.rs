@@ -9,6 +9,8 @@
 mod ledger;
 mod orphans;
 mod ratelimit;
+#[cfg(feature = "redis")]
+mod shared_rate;
 
 pub use ledger::{Allocation, Ledger, Totals};
 pub use orphans::{ProcessProbe, ProcfsProbe, spawn_reaper};
@@ -280,6 +282,8 @@ mod manager;
 mod share;
 pub use manager::{ManagerOptions, ManagerParts};
 pub use share::{HeldElsewhere, MemoryShare, NothingElsewhere};
+#[cfg(feature = "redis")]
+pub use shared_rate::{SharedAnswer, SharedRateError, SharedRateLimiter, SharedRateOptions};
 
 #[cfg(test)]
 mod tests;

@@ -93,8 +93,7 @@ impl RateLimits {
         self.throttles.write().clear();
     }
 
-    fn limiter(&self, tenant: &str) -> Arc<TenantLimiter> {
-        let want = self.limit_for(tenant);
+    fn limiter(&self, tenant: &str, want: u32) -> Arc<TenantLimiter> {
         if let Some(l) = self.limiters.read().get(tenant)
             && l.per_minute == want
         {
@@ -113,7 +112,13 @@ impl RateLimits {
 
     /// Checks (and on success counts) `cost` requests for `tenant`.
     pub fn check(&self, tenant: &str, cost: u32) -> RateDecision {
-        let l = self.limiter(tenant);
+        self.check_at(tenant, cost, self.limit_for(tenant))
+    }
+
+    /// Like [`Self::check`] at `per_minute` instead of the tenant's limit (the shared
+    /// limiter's fail-open fallback runs each host at its part of the limit).
+    pub fn check_at(&self, tenant: &str, cost: u32, per_minute: u32) -> RateDecision {
+        let l = self.limiter(tenant, per_minute.max(1));
         let cost_nz = NonZeroU32::new(cost.max(1)).unwrap_or(NonZeroU32::MIN);
         match l.limiter.check_n(cost_nz) {
             Ok(Ok(snap)) => RateDecision {
@@ -149,6 +154,14 @@ use crate::events::Event;
 impl ResourceManager {
     /// Checks (and on success counts) `cost` requests against the tenant's rate limit.
     pub fn rate_check(&self, tenant: &str, cost: u32) -> Result<RateDecision, ResourceError> {
+        self.validate_rate(tenant, cost)?;
+        let d = self.inner.rates.check(tenant, cost);
+        self.note_rate(tenant, &d);
+        Ok(d)
+    }
+
+    /// Errors unless `tenant` and `cost` make a valid check.
+    pub fn validate_rate(&self, tenant: &str, cost: u32) -> Result<(), ResourceError> {
         validate_tenant(tenant)?;
         if cost == 0 {
             return Err(ResourceError::InvalidRequest {
@@ -156,7 +169,11 @@ impl ResourceManager {
                 reason: "must be at least 1".into(),
             });
         }
-        let d = self.inner.rates.check(tenant, cost);
+        Ok(())
+    }
+
+    /// Counts a decision made here or on the shared backend, and announces a refusal.
+    pub fn note_rate(&self, tenant: &str, d: &RateDecision) {
         let mut stats = self.inner.stats.lock();
         if d.allowed {
             stats.rate_allowed += 1;
@@ -168,7 +185,6 @@ impl ResourceManager {
                 retry_after_ms: d.retry_after_ms,
             });
         }
-        Ok(d)
     }
 }
 

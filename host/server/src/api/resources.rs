@@ -7,6 +7,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use rmhost_core::host::RateCheckError;
 use rmhost_core::policy::ResourceKind;
 use rmhost_core::resources::{Allocation, AllocationFilter, AllocationRequest};
 use serde::{Deserialize, Serialize};
@@ -249,8 +250,16 @@ pub async fn rate_check(
     caller.check(&b.tenant)?;
     let d = s
         .host
-        .resources
-        .rate_check(&b.tenant, b.cost.unwrap_or(1))?;
+        .rate_check(&b.tenant, b.cost.unwrap_or(1))
+        .await
+        .map_err(|e| match e {
+            RateCheckError::Invalid(e) => ApiError::from(e),
+            RateCheckError::Unavailable(msg) => {
+                let mut e = ApiError::unavailable(msg);
+                e.retry_after_s = Some(1);
+                e
+            }
+        })?;
     if d.allowed {
         Ok(Json(d))
     } else {
@@ -281,5 +290,6 @@ pub async fn usage(
     Ok(Json(UsageReport {
         usage,
         allocations: ledger,
+        host_id: s.host.host_id.clone(),
     }))
 }

@@ -20,9 +20,12 @@ pub async fn health(State(s): State<AppState>) -> Response {
     }
 }
 
-/// `GET /ready`: 200 while serving, 503 before start and while draining.
+/// `GET /ready`: 200 while serving, 503 before start, while draining and while a
+/// shared-state backend is unreachable (a replica that cannot enforce shared limits
+/// should not take traffic).
 pub async fn ready(State(s): State<AppState>) -> Response {
-    if s.host.is_ready() {
+    let state_ok = s.host.state_check().status != rmhost_core::health::HealthStatus::Unhealthy;
+    if s.host.is_ready() && state_ok {
         Json(Ready { ready: true }).into_response()
     } else {
         (

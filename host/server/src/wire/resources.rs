@@ -15,6 +15,9 @@ pub struct UsageReport {
     pub usage: Usage,
     /// Allocations, global and per tenant (a tenant token sees its own tenant only).
     pub allocations: LedgerUsage,
+    /// This host's id among the hosts sharing state (`[state] host_id`).
+    #[serde(default)]
+    pub host_id: String,
 }
 
 /// One kind's quota and use in [`Quotas`].
