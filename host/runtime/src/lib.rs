@@ -9,7 +9,8 @@
 //!
 //! Map: `bindings` (bindgen + host imports + limits), `convert` (WIT <-> domain types),
 //! `engine` (engine, epoch ticker, artifact cache), `version` (one loaded version, guarded
-//! calls, validation), `registry` (policies, bindings, faults, quarantine), `adapters`
+//! calls, validation), `registry` (policies, bindings), `health` (faults and quarantine
+//! per policy and tenant), `adapters`
 //! (the trait implementations), `provider` (the runtime as the host's `PolicyProvider`),
 //! `check` (`rmhost policy check`), `watch` (hot reload), `stats`.
 //!
@@ -26,6 +27,7 @@ mod bindings;
 mod check;
 mod convert;
 mod engine;
+mod health;
 mod provider;
 mod registry;
 mod stats;
@@ -54,6 +56,9 @@ pub struct PolicyOptions {
     pub memory_cap_bytes: Option<usize>,
 }
 
+/// Default of [`RuntimeOptions::max_file_bytes`].
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
+
 /// How the runtime is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeOptions {
@@ -74,6 +79,9 @@ pub struct RuntimeOptions {
     /// not memory). 0 disables pooling. When the pool is full, instantiation fails and the
     /// call falls back to the native default, so size it above caches + 3 per policy.
     pub pool_slots: u32,
+    /// Largest policy file read (default 64 MiB: the Python policy is ~18 MB, a JavaScript
+    /// one 10-20 MB). Larger files are refused before they are read.
+    pub max_file_bytes: u64,
 }
 
 impl Default for RuntimeOptions {
@@ -86,6 +94,7 @@ impl Default for RuntimeOptions {
             fault_window: Duration::from_secs(60),
             per_policy: HashMap::new(),
             pool_slots: 512,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 }
@@ -103,6 +112,19 @@ pub enum RuntimeError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// A policy file is larger than the configured limit; it was not read (or, when it grew
+    /// while being read, not read past the limit).
+    #[error(
+        "policy file {path} is {size} bytes, over the limit of {limit} bytes ([policies] max_file_bytes)"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (at least this much, when it grew while being read).
+        size: u64,
+        /// The limit.
+        limit: u64,
     },
     /// A policy file name has no usable stem.
     #[error("policy file {0} has no usable name (expected NAME.wasm)")]

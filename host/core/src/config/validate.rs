@@ -17,7 +17,7 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
     let redis = &config.connection_pools.redis;
     let mon = &config.monitoring;
     let pol = &config.policies;
-    let non_zero: [(&str, u64); 17] = [
+    let non_zero: [(&str, u64); 18] = [
         ("limits.max_memory_mb", l.max_memory_mb),
         ("limits.max_connections", l.max_connections.into()),
         (
@@ -53,6 +53,7 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
         ("policies.memory_cap_mb", pol.memory_cap_mb),
         ("policies.max_faults", pol.max_faults.into()),
         ("policies.fault_window_ms", pol.fault_window_ms),
+        ("policies.max_file_bytes", pol.max_file_bytes),
     ];
     for (key, value) in non_zero {
         if value == 0 {
