@@ -313,6 +313,10 @@ fn check(
                     ""
                 }
             );
+            println!(
+                "    observe: p50 {:.1} µs, p99 {:.1} µs with {} live entries (deadline {} µs)",
+                c.p50_us, c.p99_us, c.live_entries, c.deadline_us
+            );
             if let Some(d) = &c.first_divergence {
                 println!("    first divergence: {d}");
             }

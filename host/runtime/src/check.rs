@@ -3,11 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::RuntimeError;
-use super::registry::{PolicyRuntime, policy_name};
+use super::registry::{PolicyRuntime, policy_name, read_bounded};
 use super::version::PolicyVersion;
 use rmhost_core::policy::{
     EventKind, EvictionPolicy, NativeLru, PackedEvent, PolicyKind, encode_event,
@@ -57,7 +58,19 @@ pub struct ConformanceReport {
     pub compared_with_lru: bool,
     /// The first failed check.
     pub first_divergence: Option<String>,
+    /// Live entries held before the random operations start.
+    pub live_entries: u32,
+    /// The per-call deadline the run was held to, µs.
+    pub deadline_us: u64,
+    /// Median `observe` call time, µs.
+    pub p50_us: f64,
+    /// 99th percentile `observe` call time, µs (over the deadline fails the run).
+    pub p99_us: f64,
 }
+
+/// Live entries the conformance run inserts first: policies that misbehave only with many
+/// entries (quadratic scans, deadline misses) must show it here, not in production.
+pub(crate) const CONFORMANCE_LIVE: u32 = 5000;
 
 impl PolicyRuntime {
     /// Checks `path`; the error is only for a file that cannot be read.
@@ -74,10 +87,7 @@ impl PolicyRuntime {
         assume_lru: bool,
     ) -> Result<CheckReport, RuntimeError> {
         let name = policy_name(path)?;
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = read_bounded(path, self.shared.opts.max_file_bytes)?;
         let mut r = CheckReport {
             name: name.clone(),
             path: path.to_path_buf(),
@@ -117,6 +127,9 @@ impl PolicyRuntime {
         }
         r.ok = true;
         if conformance && v.has(PolicyKind::Eviction) {
+            // Under the deadline the daemon would enforce: a policy too slow for it must
+            // not pass here and then fall back on every call in production.
+            v.arm();
             let lru = assume_lru || v.setting("algorithm") == Some("lru");
             let c = eviction_conformance(&v, lru, 0x5eed, 3000);
             if let Some(d) = &c.first_divergence {
@@ -143,17 +156,23 @@ pub(crate) fn eviction_conformance(
         victim_requests: 0,
         compared_with_lru: compare_lru,
         first_divergence: None,
+        live_entries: 0,
+        deadline_us: v.deadline.as_micros() as u64,
+        p50_us: 0.0,
+        p99_us: 0.0,
     };
-    let fail = |mut rep: ConformanceReport, msg: String| {
+    let mut times: Vec<Duration> = Vec::new();
+    let fail = |mut rep: ConformanceReport, times: &mut Vec<Duration>, msg: String| {
+        percentiles(&mut rep, times);
         rep.first_divergence = Some(msg);
         rep
     };
     let mut inst = match v.new_eviction() {
         Ok(i) => i,
-        Err(f) => return fail(rep, format!("instantiation failed: {f}")),
+        Err(f) => return fail(rep, &mut times, format!("instantiation failed: {f}")),
     };
-    if let Err(f) = v.configure(&mut inst, 1 << 20, 256) {
-        return fail(rep, format!("configure failed: {f}"));
+    if let Err(f) = v.configure(&mut inst, 64 << 20, CONFORMANCE_LIVE) {
+        return fail(rep, &mut times, format!("configure failed: {f}"));
     }
     let mut native = NativeLru::new();
     let mut rng = seed;
@@ -172,6 +191,23 @@ pub(crate) fn eviction_conformance(
             },
         );
     };
+    // Warm-up: the live entries, delivered in batches of 64 with no victims asked.
+    for id in 0..u64::from(CONFORMANCE_LIVE) {
+        let size = 1 + next(&mut rng) % 4096;
+        sizes.push(Some(size));
+        ev(&mut batch, EventKind::Insert, id, size, 0);
+        if (id + 1) % 64 == 0 || id + 1 == u64::from(CONFORMANCE_LIVE) {
+            let t = Instant::now();
+            let got = v.observe(&mut inst, &batch, 0, 0);
+            times.push(t.elapsed());
+            if let Err(f) = got {
+                return fail(rep, &mut times, format!("warm-up insert of {id}: {f}"));
+            }
+            let _ = native.observe(&batch, 0, 0);
+            batch.clear();
+        }
+    }
+    rep.live_entries = CONFORMANCE_LIVE;
     for op in 0..ops {
         rep.ops = op + 1;
         let live: Vec<u64> = (0..sizes.len() as u64)
@@ -209,7 +245,8 @@ pub(crate) fn eviction_conformance(
         } else {
             rep.victim_requests += 1;
             let total: u64 = live.iter().filter_map(|i| sizes[*i as usize]).sum();
-            let bytes = 1 + next(&mut rng) % (total / 4 + 1);
+            // A small share of the live bytes, so thousands of entries stay live.
+            let bytes = 1 + next(&mut rng) % (total / 256 + 1);
             // Mostly room for every live id (then freeing `bytes` is possible), sometimes a
             // tight count to check the bound.
             let max = if next(&mut rng).is_multiple_of(4) {
@@ -217,9 +254,12 @@ pub(crate) fn eviction_conformance(
             } else {
                 live.len() as u32
             };
-            let got = match v.observe(&mut inst, &batch, bytes, max) {
+            let t = Instant::now();
+            let got = v.observe(&mut inst, &batch, bytes, max);
+            times.push(t.elapsed());
+            let got = match got {
                 Ok(g) => g,
-                Err(f) => return fail(rep, format!("op {op}: {f}")),
+                Err(f) => return fail(rep, &mut times, format!("op {op}: {f}")),
             };
             let want = native.observe(&batch, bytes, max);
             batch.clear();
@@ -227,16 +267,25 @@ pub(crate) fn eviction_conformance(
                 .iter()
                 .find(|id| sizes.get(**id as usize).copied().flatten().is_none())
             {
-                return fail(rep, format!("op {op}: victim {bad} is not a live id"));
+                return fail(
+                    rep,
+                    &mut times,
+                    format!("op {op}: victim {bad} is not a live id"),
+                );
             }
             let mut seen = BTreeSet::new();
             if let Some(dup) = got.iter().find(|id| !seen.insert(**id)) {
-                return fail(rep, format!("op {op}: victim {dup} named twice"));
+                return fail(
+                    rep,
+                    &mut times,
+                    format!("op {op}: victim {dup} named twice"),
+                );
             }
             let freed: u64 = got.iter().filter_map(|i| sizes[*i as usize]).sum();
             if max as usize >= live.len() && total >= bytes && freed < bytes {
                 return fail(
                     rep,
+                    &mut times,
                     format!(
                         "op {op}: asked to free {bytes} bytes (of {total} live) with room for every \
                      entry, but the victims free only {freed}"
@@ -246,6 +295,7 @@ pub(crate) fn eviction_conformance(
             if compare_lru && got != want {
                 return fail(
                     rep,
+                    &mut times,
                     format!(
                         "op {op}: victims {got:?} differ from the native LRU's {want:?} \
                      (free {bytes} bytes, at most {max})"
@@ -259,8 +309,26 @@ pub(crate) fn eviction_conformance(
             }
         }
     }
+    percentiles(&mut rep, &mut times);
+    if rep.p99_us > rep.deadline_us as f64 {
+        let msg = format!(
+            "p99 of observe is {:.0} µs with {} live entries, over the {} µs deadline",
+            rep.p99_us, rep.live_entries, rep.deadline_us
+        );
+        return fail(rep, &mut times, msg);
+    }
     rep.passed = true;
     rep
+}
+
+fn percentiles(rep: &mut ConformanceReport, times: &mut [Duration]) {
+    times.sort_unstable();
+    let at = |q: f64| {
+        let i = ((times.len() as f64 - 1.0) * q).round() as usize;
+        times.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    rep.p50_us = at(0.50);
+    rep.p99_us = at(0.99);
 }
 
 fn next(state: &mut u64) -> u64 {

@@ -1,6 +1,7 @@
 //! Runtime tests with inline WAT policies: deadlines, memory bombs, traps, malformed
 //! answers, quarantine, validation, the artifact cache, hot reload and bindings.
 
+mod checking;
 mod isolation;
 mod wat;
 mod watching;
