@@ -3,16 +3,16 @@
 //! It owns the `Engine` (component model, epoch interruption, pooling allocator where the
 //! host allows it), the on-disk artifact cache, the loaded policies (a `{World}Pre` per
 //! exported kind per version), the (tenant, kind) -> policy bindings, fault accounting and
-//! quarantine, and the directory watcher. Managers never see a Wasm type: they get
+//! quarantine per (policy, tenant), and the directory watcher. Managers never see a Wasm type: they get
 //! `Arc<dyn QuotaPolicy>` / `Box<dyn EvictionPolicy>` resolvers from [`PolicyRuntime`]
 //! that pick the bound policy at call time and fall back to the native defaults.
 //!
 //! Map: `bindings` (bindgen + host imports + limits), `convert` (WIT <-> domain types),
 //! `engine` (engine, epoch ticker, artifact cache), `version` (one loaded version, guarded
 //! calls, validation), `registry` (policies, bindings), `health` (faults and quarantine
-//! per policy and tenant), `adapters`
-//! (the trait implementations), `provider` (the runtime as the host's `PolicyProvider`),
-//! `check` (`rmhost policy check`), `watch` (hot reload), `stats`.
+//! per policy and tenant), `adapters` (the trait implementations), `provider` (the runtime
+//! as the host's `PolicyProvider`), `check` (`rmhost policy check`), `watch` (hot reload),
+//! `stats`.
 //!
 //! **Blocking**: every guest call is synchronous and may block its thread for up to the
 //! policy's deadline (default 10 ms, plus one 1 ms epoch tick). Async callers must wrap
