@@ -312,18 +312,19 @@ fn check(
         }
         if let Some(c) = &report.conformance {
             println!(
-                "  conformance: {} ({} ops, up to {} live entries, {} victim requests, p50 {:.1} µs, p99 {:.1} µs{})",
+                "  conformance: {} ({} ops, {} victim requests{})",
                 if c.passed { "passed" } else { "FAILED" },
                 c.ops,
-                c.max_live,
                 c.victim_requests,
-                c.p50_us,
-                c.p99_us,
                 if c.compared_with_lru {
                     ", victims compared with the native LRU"
                 } else {
                     ""
                 }
+            );
+            println!(
+                "    observe: p50 {:.1} µs, p99 {:.1} µs with {} live entries (deadline {} µs)",
+                c.p50_us, c.p99_us, c.live_entries, c.deadline_us
             );
             if let Some(d) = &c.first_divergence {
                 println!("    first divergence: {d}");

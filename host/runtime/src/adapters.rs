@@ -12,6 +12,11 @@
 //! unloaded or quarantined), drops the batch, answers no victims and sets `needs_replay`,
 //! so the cache replays its live entries (oldest access first) into the new instance and
 //! fills the shortfall itself. A fault takes the same path with a rebuilt instance.
+//!
+//! A replay that faults is retried once on a fresh instance; if that faults too, the cache's
+//! LRU fallback decides, and every later batch is dropped with a new request for the full
+//! replay until one succeeds (or the policy is quarantined for the tenant and the native
+//! LRU takes the replay). A half-replayed or replay-less instance never answers.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -50,13 +55,14 @@ impl PolicyRuntime {
         };
         let mut ev = WasmEviction {
             shared: self.shared.clone(),
+            tenant: tenant.to_string(),
             target,
             bind_gen: u64::MAX,
             slot: None,
             active: Active::Native(NativeLru::new()),
             configured: None,
             fed: false,
-            needs_replay: false,
+            replay: Replay::Synced,
             name: "builtin:lru".into(),
         };
         // Pick the serving policy now, so `name()` is right before the first batch (the
@@ -86,7 +92,7 @@ impl Resolver {
         match res {
             Ok((r, _)) => Some(r),
             Err(f) => {
-                self.0.fault(&slot, kind, f);
+                self.0.fault(&slot, tenant, kind, f);
                 None
             }
         }
@@ -173,6 +179,8 @@ enum Active {
 /// native LRU. See the module docs for how it follows reloads.
 pub(crate) struct WasmEviction {
     shared: Arc<Shared>,
+    /// The cache's tenant: its faults count against (policy, tenant) only.
+    tenant: String,
     target: Target,
     bind_gen: u64,
     slot: Option<Arc<PolicySlot>>,
@@ -180,9 +188,29 @@ pub(crate) struct WasmEviction {
     configured: Option<(u64, u32)>,
     /// Whether any event reached the active policy (a switch before that needs no replay).
     fed: bool,
-    needs_replay: bool,
+    replay: Replay,
     name: String,
 }
+
+/// Where the active policy stands with the cache's live entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// It has seen every event (or nothing needed it to).
+    Synced,
+    /// It lacks the live entries: the cache was asked to replay them, so the next batch is
+    /// that replay.
+    Asked,
+    /// The replay faulted, even retried: the cache's own LRU fallback decided, and the next
+    /// batch is an ordinary one that must not reach a fresh instance alone (it would know
+    /// only the newest entries, and the cache would keep the wrong ones forever). It is
+    /// dropped and the replay asked for again.
+    Failed,
+}
+
+/// Attempts at one replay before the call gives up and the native fallback decides: a
+/// second, fresh instance rides out a one-off fault (a first call's page faults, a timer
+/// tick) without doubling the worst-case stall of a policy that always faults.
+const REPLAY_ATTEMPTS: u32 = 2;
 
 impl std::fmt::Debug for WasmEviction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -214,7 +242,7 @@ impl WasmEviction {
         let slot = self.current_slot();
         let want = slot
             .as_ref()
-            .and_then(|s| s.serving())
+            .and_then(|s| s.serving(Some(&self.tenant)))
             .filter(|(_, v)| v.has(PolicyKind::Eviction));
         let same = match (&self.active, &want) {
             (
@@ -253,15 +281,41 @@ impl WasmEviction {
         std::mem::replace(&mut self.fed, false)
     }
 
+    /// Counts a fault and drops the instance: the next one is built fresh.
     fn fault(&mut self, f: Fault) {
         if let Some(slot) = self.slot_for_stats() {
-            self.shared.fault(&slot, PolicyKind::Eviction, f);
+            self.shared
+                .fault(&slot, Some(&self.tenant), PolicyKind::Eviction, f);
         }
         if let Active::Wasm { inst, .. } = &mut self.active {
             *inst = None;
         }
         self.fed = false;
-        self.needs_replay = true;
+    }
+
+    /// One call on the Wasm instance (built first if there is none).
+    fn call_wasm(&mut self, events: &[u64], bytes: u64, max_count: u32) -> Result<Vec<u64>, Fault> {
+        let Active::Wasm { version, inst, .. } = &mut self.active else {
+            return Ok(Vec::new());
+        };
+        let version = version.clone();
+        let t = Instant::now();
+        if inst.is_none() {
+            let mut i = version.new_eviction()?;
+            if let Some((cap, n)) = self.configured {
+                version.configure(&mut i, cap, n)?;
+            }
+            *inst = Some(i);
+        }
+        let Some(i) = inst.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let res = version.observe(i, events, bytes, max_count);
+        let mem = i.memory_bytes();
+        if let Some(slot) = self.slot_for_stats() {
+            slot.stats.record(t.elapsed(), Some(mem));
+        }
+        res
     }
 
     fn slot_for_stats(&self) -> Option<Arc<PolicySlot>> {
@@ -286,54 +340,51 @@ impl EvictionPolicy for WasmEviction {
     }
 
     fn observe(&mut self, events: &[u64], bytes_to_free: u64, max_count: u32) -> Vec<u64> {
-        // The batch being delivered now is the replay the last call asked for, if any.
-        self.needs_replay = false;
-        if self.follow() {
-            self.needs_replay = true;
+        let phase = std::mem::replace(&mut self.replay, Replay::Synced);
+        // A switch after events were fed, or a replay that never succeeded: drop this
+        // batch (the replay covers it) and ask for the live entries.
+        if self.follow() || phase == Replay::Failed {
+            self.replay = Replay::Asked;
             return Vec::new();
         }
-        let (version, inst) = match &mut self.active {
-            Active::Native(lru) => {
-                self.fed = true;
-                return lru.observe(events, bytes_to_free, max_count);
-            }
-            Active::Wasm { version, inst, .. } => (version.clone(), inst),
+        if let Active::Native(lru) = &mut self.active {
+            self.fed = true;
+            return lru.observe(events, bytes_to_free, max_count);
+        }
+        // A replay is retried on a fresh instance; an ordinary batch is not (the instance
+        // that faulted saw earlier events the batch lacks), it asks for a replay instead.
+        let attempts = if phase == Replay::Asked {
+            REPLAY_ATTEMPTS
+        } else {
+            1
         };
-        let t = Instant::now();
-        if inst.is_none() {
-            let built = version.new_eviction().and_then(|mut i| {
-                if let Some((cap, n)) = self.configured {
-                    version.configure(&mut i, cap, n)?;
+        for _ in 0..attempts {
+            match self.call_wasm(events, bytes_to_free, max_count) {
+                Ok(ids) => {
+                    self.fed = true;
+                    return ids;
                 }
-                Ok(i)
-            });
-            match built {
-                Ok(i) => *inst = Some(i),
                 Err(f) => {
                     self.fault(f);
-                    return Vec::new();
+                    // Quarantined by this fault: the native LRU takes the next replay.
+                    self.follow();
+                    if matches!(self.active, Active::Native(_)) {
+                        break;
+                    }
                 }
             }
         }
-        let i = inst.as_mut().expect("instance built above");
-        let res = version.observe(i, events, bytes_to_free, max_count);
-        let mem = i.memory_bytes();
-        if let Some(slot) = self.slot_for_stats() {
-            slot.stats.record(t.elapsed(), Some(mem));
-        }
-        match res {
-            Ok(ids) => {
-                self.fed = true;
-                ids
-            }
-            Err(f) => {
-                self.fault(f);
-                Vec::new()
-            }
-        }
+        // After an ordinary batch the cache replays at once; after a failed replay it does
+        // not, so the next ordinary batch must ask again.
+        self.replay = if phase == Replay::Asked {
+            Replay::Failed
+        } else {
+            Replay::Asked
+        };
+        Vec::new()
     }
 
     fn needs_replay(&self) -> bool {
-        self.needs_replay
+        self.replay != Replay::Synced
     }
 }

@@ -3,16 +3,16 @@
 //! It owns the `Engine` (component model, epoch interruption, pooling allocator where the
 //! host allows it), the on-disk artifact cache, the loaded policies (a `{World}Pre` per
 //! exported kind per version), the (tenant, kind) -> policy bindings, fault accounting and
-//! quarantine, and the directory watcher. Managers never see a Wasm type: they get
+//! quarantine per (policy, tenant), and the directory watcher. Managers never see a Wasm type: they get
 //! `Arc<dyn QuotaPolicy>` / `Box<dyn EvictionPolicy>` resolvers from [`PolicyRuntime`]
 //! that pick the bound policy at call time and fall back to the native defaults.
 //!
 //! Map: `bindings` (bindgen + host imports + limits), `convert` (WIT <-> domain types),
 //! `engine` (engine, epoch ticker, artifact cache), `version` (one loaded version, guarded
-//! calls, validation), `registry` (policies, bindings, faults, quarantine), `adapters`
-//! (the trait implementations), `provider` (the runtime as the host's `PolicyProvider`),
-//! `check` (`rmhost policy check`), `timing` (its per-call p50/p99 under the real
-//! deadline), `watch` (hot reload), `stats`.
+//! calls, validation), `registry` (policies, bindings), `health` (faults and quarantine
+//! per policy and tenant), `adapters` (the trait implementations), `provider` (the runtime
+//! as the host's `PolicyProvider`), `check` (`rmhost policy check`), `timing` (its per-call
+//! p50/p99 under the real deadline), `watch` (hot reload), `stats`.
 //!
 //! **Blocking**: every guest call is synchronous and may block its thread for up to the
 //! policy's deadline (default 10 ms, plus one 1 ms epoch tick). Async callers must wrap
@@ -27,6 +27,7 @@ mod bindings;
 mod check;
 mod convert;
 mod engine;
+mod health;
 mod provider;
 mod registry;
 mod stats;
@@ -57,6 +58,9 @@ pub struct PolicyOptions {
     pub memory_cap_bytes: Option<usize>,
 }
 
+/// Default of [`RuntimeOptions::max_file_bytes`].
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
+
 /// How the runtime is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeOptions {
@@ -77,6 +81,9 @@ pub struct RuntimeOptions {
     /// not memory). 0 disables pooling. When the pool is full, instantiation fails and the
     /// call falls back to the native default, so size it above caches + 3 per policy.
     pub pool_slots: u32,
+    /// Largest policy file read (default 64 MiB: the Python policy is ~18 MB, a JavaScript
+    /// one 10-20 MB). Larger files are refused before they are read.
+    pub max_file_bytes: u64,
 }
 
 impl Default for RuntimeOptions {
@@ -89,6 +96,7 @@ impl Default for RuntimeOptions {
             fault_window: Duration::from_secs(60),
             per_policy: HashMap::new(),
             pool_slots: 512,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 }
@@ -106,6 +114,19 @@ pub enum RuntimeError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// A policy file is larger than the configured limit; it was not read (or, when it grew
+    /// while being read, not read past the limit).
+    #[error(
+        "policy file {path} is {size} bytes, over the limit of {limit} bytes ([policies] max_file_bytes)"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (at least this much, when it grew while being read).
+        size: u64,
+        /// The limit.
+        limit: u64,
     },
     /// A policy file name has no usable stem.
     #[error("policy file {0} has no usable name (expected NAME.wasm)")]

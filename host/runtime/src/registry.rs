@@ -4,11 +4,11 @@
 //! A slot outlives unloads and reloads of its name, so an eviction adapter holding the slot
 //! notices a new version (the slot's generation moved) at its next `observe`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -17,8 +17,9 @@ use wasmtime::component::Linker;
 
 use super::bindings::{self, StoreState};
 use super::engine::{self, Ticker};
+use super::health::Health;
 use super::stats::Stats;
-use super::version::{BuildCtx, Fault, PolicyVersion};
+use super::version::{BuildCtx, PolicyVersion};
 use super::{RuntimeError, RuntimeOptions};
 use rmhost_core::events::{Event, EventBus};
 use rmhost_core::policy::PolicyKind;
@@ -29,8 +30,8 @@ pub(crate) struct PolicySlot {
     current: RwLock<Option<Arc<PolicyVersion>>>,
     /// Bumped at every swap (load or unload): adapters compare it to notice a new version.
     pub generation: AtomicU64,
-    pub quarantined: AtomicBool,
-    faults: Mutex<VecDeque<Instant>>,
+    /// Faults and quarantine per tenant.
+    pub health: Health,
     pub stats: Stats,
 }
 
@@ -43,9 +44,9 @@ impl std::fmt::Debug for PolicySlot {
 }
 
 impl PolicySlot {
-    /// The version serving now, unless unloaded or quarantined.
-    pub(crate) fn serving(&self) -> Option<(u64, Arc<PolicyVersion>)> {
-        if self.quarantined.load(Relaxed) {
+    /// The version serving `tenant` now, unless unloaded or quarantined for it.
+    pub(crate) fn serving(&self, tenant: Option<&str>) -> Option<(u64, Arc<PolicyVersion>)> {
+        if self.health.quarantined(tenant) {
             return None;
         }
         let cur = self.current.read();
@@ -133,8 +134,12 @@ pub struct PolicyInfo {
     pub calls: u64,
     /// Faults since the name was first loaded.
     pub faults: u64,
-    /// Whether it is quarantined (its bindings use the native defaults).
+    /// Whether it is quarantined for tenant-less calls (the pressure binding), which then
+    /// use the native default.
     pub quarantined: bool,
+    /// Tenants it is quarantined for: their calls and caches use the native defaults,
+    /// other tenants' keep using it.
+    pub quarantined_tenants: Vec<String>,
     /// Mean call time, ns.
     pub mean_ns: u64,
     /// 99th percentile call time, ns.
@@ -180,24 +185,42 @@ impl PolicyRuntime {
         self.shared.pooling
     }
 
-    /// Loads `path`, named by its stem (`lru.wasm` -> `lru`). See [`Self::load_bytes`].
+    /// Loads `path`, named by its stem (`lru.wasm` -> `lru`). See [`Self::load_bytes`]. A
+    /// file over [`RuntimeOptions::max_file_bytes`] is refused before it is read.
     pub fn load_file(&self, path: &Path) -> Result<PolicyInfo, RuntimeError> {
         let name = policy_name(path)?;
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(source) => {
-                let e = RuntimeError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                };
-                self.shared.events.publish(Event::PolicyReloadFailed {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                });
-                return Err(e);
-            }
-        };
-        self.load(&name, &bytes, Some(path.to_path_buf()))
+        let bytes = self.read_policy_file(&name, path)?;
+        self.load_read(&name, &bytes, path)
+    }
+
+    /// Loads the `bytes` already read from `path`.
+    pub(crate) fn load_read(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<PolicyInfo, RuntimeError> {
+        self.load(name, bytes, Some(path.to_path_buf()))
+    }
+
+    /// Reads a policy file, at most [`RuntimeOptions::max_file_bytes`] of it: the size is
+    /// checked before reading and the read is bounded, in case the file grows meanwhile (a
+    /// 1 GiB sparse file was once read and hashed whole before its header was looked at).
+    /// A refusal also sends `PolicyReloadFailed`.
+    pub(crate) fn read_policy_file(
+        &self,
+        name: &str,
+        path: &Path,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let limit = self.shared.opts.max_file_bytes;
+        let res = read_bounded(path, limit);
+        if let Err(e) = &res {
+            self.shared.events.publish(Event::PolicyReloadFailed {
+                name: name.to_string(),
+                reason: e.to_string(),
+            });
+        }
+        res
     }
 
     /// Compiles and validates `bytes` to one side, then swaps it in as `name`; in-flight
@@ -215,12 +238,11 @@ impl PolicyRuntime {
     ) -> Result<PolicyInfo, RuntimeError> {
         let sh = &self.shared;
         let slot = sh.slot(name);
-        // The same bytes again (an editor touching the file) are a no-op, unless the policy
-        // is quarantined: an explicit reload is how an operator lifts it.
+        // The same bytes again (an editor touching the file, a re-read) are a no-op, and do
+        // not lift a quarantine either: only a new version or `lift_quarantine` does.
         let hash = engine::content_hash(bytes);
         if let Some(cur) = slot.current()
             && cur.hash == hash
-            && !slot.quarantined.load(Relaxed)
         {
             return Ok(self.info(&slot, &cur));
         }
@@ -247,8 +269,7 @@ impl PolicyRuntime {
             let mut cur = slot.current.write();
             *cur = Some(v.clone());
             slot.generation.fetch_add(1, Relaxed);
-            slot.quarantined.store(false, Relaxed);
-            slot.faults.lock().clear();
+            slot.health.reset();
             slot.stats.memory_bytes.store(0, Relaxed);
         }
         tracing::info!(policy = name, hash = %v.hash, kinds = ?v.kinds, "policy loaded");
@@ -402,7 +423,8 @@ impl PolicyRuntime {
             generation: slot.generation.load(Relaxed),
             calls: s.calls.load(Relaxed),
             faults: s.faults.load(Relaxed),
-            quarantined: slot.quarantined.load(Relaxed),
+            quarantined: slot.health.quarantined(None),
+            quarantined_tenants: slot.health.quarantined_tenants(),
             mean_ns: s.mean_ns(),
             p99_ns: s.p99_ns(),
             memory_bytes: s.memory_bytes.load(Relaxed),
@@ -429,8 +451,7 @@ impl Shared {
                     name: name.into(),
                     current: RwLock::new(None),
                     generation: AtomicU64::new(0),
-                    quarantined: AtomicBool::new(false),
-                    faults: Mutex::new(VecDeque::new()),
+                    health: Health::default(),
                     stats: Stats::default(),
                 })
             })
@@ -471,6 +492,12 @@ impl Shared {
         PolicyVersion::build(&cx, bytes, path)
     }
 
+    /// The slot of a loaded policy.
+    pub(crate) fn loaded_slot(&self, name: &str) -> Option<Arc<PolicySlot>> {
+        let slot = self.slots.read().get(name).cloned()?;
+        slot.current().is_some().then_some(slot)
+    }
+
     /// The bound policy for (tenant, kind): the tenant's binding, else the default.
     pub(crate) fn bound_slot(
         &self,
@@ -493,52 +520,37 @@ impl Shared {
         kind: PolicyKind,
     ) -> Option<(Arc<PolicySlot>, Arc<PolicyVersion>)> {
         let slot = self.bound_slot(tenant, kind)?;
-        let (_, v) = slot.serving()?;
+        let (_, v) = slot.serving(tenant)?;
         v.has(kind).then_some((slot, v))
     }
+}
 
-    /// Counts a fault, sends `PolicyFault`, and quarantines after `max_faults` in the
-    /// window (`PolicyQuarantined` + `Alert`).
-    pub(crate) fn fault(&self, slot: &PolicySlot, kind: PolicyKind, fault: Fault) {
-        slot.stats.faults.fetch_add(1, Relaxed);
-        let now = Instant::now();
-        let in_window = {
-            let mut f = slot.faults.lock();
-            f.push_back(now);
-            let window = self.opts.fault_window;
-            while f.front().is_some_and(|t| now.duration_since(*t) > window) {
-                f.pop_front();
-            }
-            f.len() as u32
-        };
-        tracing::warn!(policy = %slot.name, %kind, reason = %fault, fault_kind = %fault.kind(), in_window, "policy fault");
-        self.events.publish(Event::PolicyFault {
-            policy: slot.name.to_string(),
-            kind,
-            fault: fault.kind(),
-            reason: fault.to_string(),
-            faults_in_window: in_window,
-        });
-        if in_window >= self.opts.max_faults && !slot.quarantined.swap(true, Relaxed) {
-            let reason = format!(
-                "{in_window} faults within {}; last: {}",
-                fmt_duration(self.opts.fault_window),
-                fault
-            );
-            tracing::error!(policy = %slot.name, %reason, "policy quarantined");
-            self.events.publish(Event::PolicyQuarantined {
-                policy: slot.name.to_string(),
-                reason: reason.clone(),
-            });
-            self.events.publish(Event::Alert {
-                message: format!(
-                    "policy {} quarantined ({reason}); its bindings use the native defaults \
-                     until a new version is loaded",
-                    slot.name
-                ),
-            });
-        }
+/// Reads at most `limit` bytes of `path`, refusing a larger file before reading it.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, RuntimeError> {
+    use std::io::Read;
+    let io = |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let too_large = |size| RuntimeError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit,
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let len = f.metadata().map_err(io)?.len();
+    if len > limit {
+        return Err(too_large(len));
     }
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // One byte past the limit tells a file that grew past it from one that fits exactly.
+    f.take(limit.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    if buf.len() as u64 > limit {
+        return Err(too_large(buf.len() as u64));
+    }
+    Ok(buf)
 }
 
 /// `lru.wasm` -> `lru`.
@@ -556,12 +568,4 @@ fn kinds_list(kinds: &[PolicyKind]) -> String {
         .map(|k| k.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn fmt_duration(d: Duration) -> String {
-    if d.as_secs() > 0 && d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{d:?}")
-    }
 }

@@ -1,7 +1,10 @@
 //! Runtime tests with inline WAT policies: deadlines, memory bombs, traps, malformed
 //! answers, quarantine, validation, the artifact cache, hot reload and bindings.
 
+mod checking;
+mod isolation;
 mod wat;
+mod watching;
 
 use std::time::{Duration, Instant};
 
@@ -228,7 +231,7 @@ fn repeated_faults_quarantine_until_a_new_version() {
         assert!(ev.observe(&inserts(), 1003, 4).is_empty());
     }
     let info = rt.get("tricky").unwrap();
-    assert!(info.quarantined);
+    assert_eq!(info.quarantined_tenants, ["default"]);
     assert_eq!(info.faults, 3);
     wait_for(&bus, 0, |e| matches!(e, Event::PolicyQuarantined { .. }));
     wait_for(
@@ -240,10 +243,16 @@ fn repeated_faults_quarantine_until_a_new_version() {
     assert_eq!(ev.observe(&inserts(), 100, 4), vec![0]);
     assert_eq!(ev.name(), "builtin:lru");
     assert_eq!(ev.observe(&[], 150, 4), vec![0, 1]);
+    // The same bytes again do not lift it.
+    rt.load_bytes("tricky", wat::eviction_tricky().as_bytes())
+        .unwrap();
+    assert_eq!(rt.get("tricky").unwrap().quarantined_tenants, ["default"]);
+    assert_eq!(ev.observe(&[], 100, 4), vec![0]);
+    assert_eq!(ev.name(), "builtin:lru");
     // A new version lifts the quarantine; the cache hands over with a replay.
     let v2 = wat::eviction_tricky().replace("(component", "(component\n  ;; v2");
     rt.load_bytes("tricky", v2.as_bytes()).unwrap();
-    assert!(!rt.get("tricky").unwrap().quarantined);
+    assert!(rt.get("tricky").unwrap().quarantined_tenants.is_empty());
     assert!(ev.observe(&[], 100, 4).is_empty());
     assert!(ev.needs_replay());
     assert_eq!(ev.observe(&inserts(), 100, 4), vec![0]);

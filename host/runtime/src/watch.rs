@@ -1,6 +1,11 @@
 //! Hot reload: watches a policies directory with `notify` and loads, reloads or unloads
 //! `*.wasm` files as they change. Events are debounced (editors and `cp` write a file in
 //! several steps): a path is handled once it has been quiet for [`DEBOUNCE`].
+//!
+//! Only notifications that can mean new content count (see [`is_change`]), and a file whose
+//! (size, mtime, inode) and then content hash did not change is neither re-read nor rebuilt:
+//! so the watcher never reacts to the host's own reads, and a broken file is tried once per
+//! change instead of in a loop.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,11 +13,13 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use serde::{Deserialize, Serialize};
 
 use super::RuntimeError;
-use super::registry::{PolicyRuntime, policy_name};
+use super::engine::content_hash;
+use super::registry::{PolicyRuntime, policy_name, read_bounded};
 
 /// Quiet time before a changed file is (re)loaded.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -77,6 +84,36 @@ impl ReloadAction {
             ReloadAction::Unloaded => "unloaded",
         }
     }
+}
+
+/// What identifies a file's content without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileMeta {
+    len: u64,
+    mtime: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl FileMeta {
+    fn of(m: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        FileMeta {
+            len: m.len(),
+            mtime: m.modified().ok(),
+            inode,
+        }
+    }
+}
+
+/// What the watcher last saw of a file: its metadata and, once read, its content hash
+/// (whether or not that content loaded).
+#[derive(Debug, Clone)]
+struct Stamp {
+    meta: FileMeta,
+    hash: Option<String>,
 }
 
 fn is_wasm(p: &Path) -> bool {
@@ -172,15 +209,43 @@ impl PolicyRuntime {
         watcher
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(werr)?;
+        // Metadata before the load: a file rewritten meanwhile then differs from its stamp
+        // and is looked at again.
+        let metas: Vec<(PathBuf, FileMeta)> = wasm_files(dir)?
+            .into_iter()
+            .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, FileMeta::of(&m))))
+            .collect();
         for o in self.load_dir(dir)? {
             if let Some(e) = o.error {
                 tracing::warn!(policy = %o.name, error = %e, "policy not loaded");
             }
         }
+        let seen: HashMap<PathBuf, Stamp> = metas
+            .into_iter()
+            .map(|(p, meta)| {
+                // A file that did not load is hashed too, so a later event that leaves its
+                // content alone (a writer opening and closing it) does not retry it; unless
+                // it changed since the load, when its new content must still be tried.
+                let hash = policy_name(&p)
+                    .ok()
+                    .and_then(|n| self.get(&n))
+                    .filter(|i| i.path.as_deref() == Some(p.as_path()))
+                    .map(|i| i.hash)
+                    .or_else(|| {
+                        let now = std::fs::metadata(&p).ok().map(|m| FileMeta::of(&m));
+                        (now == Some(meta)).then_some(())?;
+                        read_bounded(&p, self.shared.opts.max_file_bytes)
+                            .ok()
+                            .map(|b| content_hash(&b))
+                    });
+                (p, Stamp { meta, hash })
+            })
+            .collect();
         let rt = self.clone();
+        let watched = dir.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("rmhost-policy-watch".into())
-            .spawn(move || watch_loop(&rt, &rx))
+            .spawn(move || watch_loop(&rt, &watched, &rx, seen))
             .map_err(|e| RuntimeError::Watch {
                 path: dir.to_path_buf(),
                 reason: e.to_string(),
@@ -192,34 +257,81 @@ impl PolicyRuntime {
         })
     }
 
-    fn apply_change(&self, path: &Path) {
+    /// Loads, reloads or unloads `path` after a change, unless its metadata, then its
+    /// content, is what was last seen (loaded or not).
+    fn apply_change(&self, path: &Path, seen: &mut HashMap<PathBuf, Stamp>) {
         let Ok(name) = policy_name(path) else { return };
-        if path.is_file() {
-            if let Err(e) = self.load_file(path) {
-                tracing::warn!(policy = %name, error = %e, "policy reload failed; old version kept");
+        let meta = std::fs::metadata(path).ok().filter(|m| m.is_file());
+        let Some(meta) = meta.map(|m| FileMeta::of(&m)) else {
+            seen.remove(path);
+            if self
+                .get(&name)
+                .and_then(|i| i.path)
+                .is_some_and(|p| !p.is_file())
+            {
+                let _ = self.unload(&name);
             }
-        } else if self
-            .get(&name)
-            .and_then(|i| i.path)
-            .is_some_and(|p| !p.is_file())
-        {
-            let _ = self.unload(&name);
+            return;
+        };
+        let last = seen.get(path).cloned();
+        if last.as_ref().is_some_and(|s| s.meta == meta) {
+            return;
+        }
+        let bytes = match self.read_policy_file(&name, path) {
+            Ok(b) => b,
+            Err(e) => {
+                seen.insert(path.to_path_buf(), Stamp { meta, hash: None });
+                tracing::warn!(policy = %name, error = %e, "policy reload failed; old version kept");
+                return;
+            }
+        };
+        let hash = content_hash(&bytes);
+        let same = last.and_then(|s| s.hash).as_deref() == Some(hash.as_str());
+        seen.insert(
+            path.to_path_buf(),
+            Stamp {
+                meta,
+                hash: Some(hash),
+            },
+        );
+        if same {
+            return;
+        }
+        if let Err(e) = self.load_read(&name, &bytes, path) {
+            tracing::warn!(policy = %name, error = %e, "policy reload failed; old version kept");
         }
     }
 }
 
-fn watch_loop(rt: &PolicyRuntime, rx: &mpsc::Receiver<notify::Result<notify::Event>>) {
+fn watch_loop(
+    rt: &PolicyRuntime,
+    dir: &Path,
+    rx: &mpsc::Receiver<notify::Result<notify::Event>>,
+    mut seen: HashMap<PathBuf, Stamp>,
+) {
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+    let mut rescan: Option<Instant> = None;
     loop {
         let wait = pending
             .values()
+            .chain(rescan.iter())
             .map(|t| (*t + DEBOUNCE).saturating_duration_since(Instant::now()))
             .min()
             .unwrap_or(Duration::from_secs(3600));
         match rx.recv_timeout(wait) {
             Ok(Ok(ev)) => {
-                for p in ev.paths.into_iter().filter(|p| is_wasm(p)) {
-                    pending.insert(p, Instant::now());
+                if ev.need_rescan() {
+                    rescan = Some(Instant::now());
+                }
+                if !is_change(&ev.kind) {
+                    continue;
+                }
+                for p in ev.paths {
+                    if is_wasm(&p) {
+                        pending.insert(p, Instant::now());
+                    } else if is_configmap_swap(&p) {
+                        rescan = Some(Instant::now());
+                    }
                 }
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "policy directory watch error"),
@@ -227,6 +339,15 @@ fn watch_loop(rt: &PolicyRuntime, rx: &mpsc::Receiver<notify::Result<notify::Eve
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
+        if rescan.is_some_and(|t| now.duration_since(t) >= DEBOUNCE) {
+            rescan = None;
+            // Every file of the directory, plus the loaded ones whose file is gone.
+            let mut paths: Vec<PathBuf> = wasm_files(dir).unwrap_or_default();
+            paths.extend(seen.keys().cloned());
+            for p in paths {
+                pending.insert(p, now - DEBOUNCE);
+            }
+        }
         let due: Vec<PathBuf> = pending
             .iter()
             .filter(|(_, t)| now.duration_since(**t) >= DEBOUNCE)
@@ -234,7 +355,31 @@ fn watch_loop(rt: &PolicyRuntime, rx: &mpsc::Receiver<notify::Result<notify::Eve
             .collect();
         for p in due {
             pending.remove(&p);
-            rt.apply_change(&p);
+            rt.apply_change(&p, &mut seen);
         }
     }
+}
+
+/// Whether a notification can mean new content. Reads (open, close without writing,
+/// access) never do; reacting to them made the host's own reads of a policy file queue
+/// another reload forever. Metadata-only changes (chmod, touch) do not either. A close
+/// after writing does: it is the writer saying it is done.
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(m) => matches!(
+            m,
+            ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any
+        ),
+        EventKind::Access(a) => matches!(a, AccessKind::Close(AccessMode::Write)),
+        EventKind::Any | EventKind::Other => false,
+    }
+}
+
+/// A Kubernetes ConfigMap volume publishes a new version by renaming a `..data_tmp`
+/// symlink over `..data` (the files are symlinks through it), so no `*.wasm` path is
+/// touched: that rename is the signal to re-scan the directory.
+fn is_configmap_swap(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n == "..data" || n == "..data_tmp")
 }

@@ -394,6 +394,9 @@ pub struct Policies {
     pub max_faults: u32,
     /// The window faults are counted in, ms.
     pub fault_window_ms: u64,
+    /// Largest policy file read, bytes (default 64 MiB, room for the ~18 MB Python and
+    /// 10-20 MB JavaScript policies); larger files are refused before they are read.
+    pub max_file_bytes: u64,
     /// Where compiled components are cached; `None`: no cache.
     pub cache_dir: Option<String>,
     /// Default binding per kind: kind -> policy name. Unbound kinds use the native default.
@@ -410,6 +413,7 @@ impl Default for Policies {
             memory_cap_mb: 64,
             max_faults: 5,
             fault_window_ms: 60_000,
+            max_file_bytes: 64 << 20,
             cache_dir: None,
             bindings: BTreeMap::new(),
             policy: BTreeMap::new(),

@@ -75,6 +75,7 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("policies.memory_cap_mb", U64),
     ("policies.max_faults", U32),
     ("policies.fault_window_ms", U64),
+    ("policies.max_file_bytes", U64),
     ("policies.cache_dir", Kind::Str),
     ("policies.bindings.eviction", Kind::Str),
     ("policies.bindings.quota", Kind::Str),

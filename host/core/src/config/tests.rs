@@ -71,9 +71,10 @@ fn defaults_are_the_original_systems() {
             p.deadline_ms,
             p.memory_cap_mb,
             p.max_faults,
-            p.fault_window_ms
+            p.fault_window_ms,
+            p.max_file_bytes
         ),
-        (10, 64, 5, 60_000)
+        (10, 64, 5, 60_000, 64 << 20)
     );
     assert_eq!(p.cache_dir, None);
     assert!(p.bindings.is_empty() && p.policy.is_empty() && c.tenants.is_empty());

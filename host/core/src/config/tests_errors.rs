@@ -189,6 +189,10 @@ fn zero_and_ranges() {
             "connection_pools.redis.max",
         ),
         (
+            "[policies]\nmax_file_bytes = 0\n",
+            "policies.max_file_bytes",
+        ),
+        (
             "[policies.policy.x]\ndeadline_ms = 0\n",
             "policies.policy.x.deadline_ms",
         ),

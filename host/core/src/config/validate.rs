@@ -18,7 +18,7 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
     let mon = &config.monitoring;
     let pol = &config.policies;
     let http = &config.http;
-    let non_zero: [(&str, u64); 22] = [
+    let non_zero: [(&str, u64); 23] = [
         ("http.max_connections", http.max_connections.into()),
         ("http.header_read_timeout_ms", http.header_read_timeout_ms),
         ("http.max_body_bytes", http.max_body_bytes),
@@ -62,6 +62,7 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
         ("policies.memory_cap_mb", pol.memory_cap_mb),
         ("policies.max_faults", pol.max_faults.into()),
         ("policies.fault_window_ms", pol.fault_window_ms),
+        ("policies.max_file_bytes", pol.max_file_bytes),
     ];
     for (key, value) in non_zero {
         if value == 0 {

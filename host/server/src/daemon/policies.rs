@@ -15,6 +15,7 @@ pub fn runtime_options(config: &Config) -> RuntimeOptions {
         memory_cap_bytes: (p.memory_cap_mb as usize) << 20,
         max_faults: p.max_faults,
         fault_window: Duration::from_millis(p.fault_window_ms),
+        max_file_bytes: p.max_file_bytes,
         ..RuntimeOptions::default()
     };
     if let Some(dir) = &p.cache_dir {
