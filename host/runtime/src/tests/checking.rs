@@ -42,7 +42,7 @@ fn conformance_runs_under_the_configured_deadline() {
     assert!(c.p99_us > c.deadline_us as f64, "{c:?}");
     // The timing calls run under the real deadline and miss it.
     let t = &r.timing[0];
-    assert_eq!(t.missed, crate::MAX_MISSED, "{t:?}");
+    assert_eq!(t.missed, MAX_MISSED, "{t:?}");
     assert!(t.fault.as_deref().is_some_and(|f| f.contains("deadline")), "{t:?}");
 }
 
