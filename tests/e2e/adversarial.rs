@@ -378,6 +378,13 @@ async fn a_tenant_cannot_see_another_tenants_policy_bindings() {
         assert_eq!(s, 200);
         assert!(!v.to_string().contains("\"hog\""), "{path}: {v}");
     }
+    // Lifting a quarantine is the admin's: a tenant cannot lift one another tenant's
+    // faults caused.
+    let (s, _) = call(&d, "POST", "/v1/policies/lru/lift-quarantine", HOG, None).await;
+    assert_eq!(s, 403);
+    let (s, v) = call(&d, "POST", "/v1/policies/lru/lift-quarantine", ADMIN, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["quarantined"], false, "{v}");
 }
 
 #[tokio::test]

@@ -43,7 +43,10 @@ fn conformance_runs_under_the_configured_deadline() {
     // The timing calls run under the real deadline and miss it.
     let t = &r.timing[0];
     assert_eq!(t.missed, MAX_MISSED, "{t:?}");
-    assert!(t.fault.as_deref().is_some_and(|f| f.contains("deadline")), "{t:?}");
+    assert!(
+        t.fault.as_deref().is_some_and(|f| f.contains("deadline")),
+        "{t:?}"
+    );
 }
 
 #[test]

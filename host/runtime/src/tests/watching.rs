@@ -147,7 +147,10 @@ fn a_policy_file_over_the_limit_is_refused_unread() {
     // Through a directory load too: reported, skipped, the rest loads.
     std::fs::write(dir.path().join("ok.wasm"), wat::quota_grant_all()).unwrap();
     let out = rt.load_dir(dir.path()).unwrap();
-    let actions: Vec<_> = out.iter().map(|o| (o.name.as_str(), o.action.as_str())).collect();
+    let actions: Vec<_> = out
+        .iter()
+        .map(|o| (o.name.as_str(), o.action.as_str()))
+        .collect();
     assert_eq!(actions, [("big", "failed"), ("ok", "loaded")]);
 }
 

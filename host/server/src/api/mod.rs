@@ -87,6 +87,10 @@ pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
         .route("/v1/policies/reload", post(policies::reload))
         .route("/v1/policies/{name}", get(policies::get_one))
         .route(
+            "/v1/policies/{name}/lift-quarantine",
+            post(policies::lift_quarantine),
+        )
+        .route(
             "/v1/policies/default/{kind}",
             axum::routing::put(policies::bind_default).delete(policies::unbind_default),
         )

@@ -39,8 +39,7 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Json<PolicyList>
     bindings.retain(|b| b.tenant.as_deref().is_none_or(|t| caller.may_access(t)));
     let mut policies = rt.list();
     for p in &mut policies {
-        p.bindings
-            .retain(|b| b.tenant.as_deref().is_none_or(|t| caller.may_access(t)));
+        tenant_view(&caller, p);
     }
     Json(PolicyList {
         policies,
@@ -60,9 +59,32 @@ pub async fn get_one(
         .runtime
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no policy named {name:?} is loaded")))?;
-    // A tenant sees the default bindings and its own, as in the listing.
-    info.bindings
+    tenant_view(&caller, &mut info);
+    Ok(Json(info))
+}
+
+/// What a caller may see of a policy: a tenant sees the default bindings and its own, and
+/// whether it (not another tenant) is quarantined.
+fn tenant_view(caller: &Caller, p: &mut PolicyInfo) {
+    p.bindings
         .retain(|b| b.tenant.as_deref().is_none_or(|t| caller.may_access(t)));
+    p.quarantined_tenants.retain(|t| caller.may_access(t));
+}
+
+/// `POST /v1/policies/{name}/lift-quarantine` (admin): lifts every quarantine of a policy
+/// (for tenant-less calls and every tenant) without a new version.
+pub async fn lift_quarantine(
+    State(s): State<AppState>,
+    caller: Caller,
+    p: Result<Path<String>, PathRejection>,
+) -> Result<Json<PolicyInfo>, ApiError> {
+    let Path(name) = p?;
+    caller.admin()?;
+    s.runtime.lift_quarantine(&name)?;
+    let info = s
+        .runtime
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no policy named {name:?} is loaded")))?;
     Ok(Json(info))
 }
 
