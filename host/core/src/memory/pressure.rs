@@ -448,15 +448,8 @@ impl MemoryMonitor {
                 PressureAction::PurgeAllocator => self.sink.purge_allocator(),
                 PressureAction::Alert { message } => self.sink.alert(message),
             };
+            self.announce(level, &action, &outcome);
             if let Some(bus) = &self.events {
-                bus.publish(Event::PressureAction {
-                    level,
-                    action: action.clone(),
-                    outcome: match &outcome {
-                        Ok(s) => s.clone(),
-                        Err(e) => format!("failed: {e}"),
-                    },
-                });
                 if let PressureAction::Alert { message } = &action {
                     bus.publish(Event::Alert {
                         message: message.clone(),
@@ -468,10 +461,29 @@ impl MemoryMonitor {
         done
     }
 
+    /// A `PressureAction` event with the action's outcome.
+    fn announce(
+        &self,
+        level: PressureLevel,
+        action: &PressureAction,
+        outcome: &Result<String, ActionError>,
+    ) {
+        if let Some(bus) = &self.events {
+            bus.publish(Event::PressureAction {
+                level,
+                action: action.clone(),
+                outcome: match outcome {
+                    Ok(s) => s.clone(),
+                    Err(e) => format!("failed: {e}"),
+                },
+            });
+        }
+    }
+
     /// Under pressure, throttles tenants over their memory share to half their request
     /// rate and trims their caches first (by up to what each is over, largest cache
-    /// first), so a tenant within its share keeps its
-    /// cache while another's excess is what goes. Each trim is a `PressureAction` event.
+    /// first), so a tenant within its share keeps its cache while another's excess is what
+    /// goes. Each step is a `PressureAction` event.
     fn trim_over_share(
         &self,
         level: PressureLevel,
@@ -487,16 +499,7 @@ impl MemoryMonitor {
         let mut held = self.caches.snapshot();
         held.sort_by_key(|c| std::cmp::Reverse(c.bytes));
         let mut note = |action: PressureAction, outcome: Result<String, ActionError>| {
-            if let Some(bus) = &self.events {
-                bus.publish(Event::PressureAction {
-                    level,
-                    action: action.clone(),
-                    outcome: match &outcome {
-                        Ok(s) => s.clone(),
-                        Err(e) => format!("failed: {e}"),
-                    },
-                });
-            }
+            self.announce(level, &action, &outcome);
             done.push((action, outcome));
         };
         for (tenant, by) in over {

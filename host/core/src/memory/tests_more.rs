@@ -8,6 +8,32 @@ use crate::policy::{NativePressure, PressureAction, PressureLevel};
 use crate::telemetry::{FakeSource, Psi, PsiLine, Telemetry};
 use std::sync::Arc;
 
+/// A manager with a 1000-byte memory budget, counting `caches` as held memory if given.
+fn resources(
+    bus: &crate::events::EventBus,
+    caches: Option<Arc<CacheRegistry>>,
+) -> crate::resources::ResourceManager {
+    let mut parts = crate::resources::ManagerParts::default();
+    if let Some(c) = caches {
+        parts.held_elsewhere = c;
+    }
+    crate::resources::ResourceManager::with_parts(
+        crate::resources::ManagerOptions {
+            limits: crate::resources::GlobalLimits {
+                memory_bytes: 1000,
+                cpu_millicores: 1000,
+                connections: 10,
+                requests_per_minute: 60,
+                file_handles: 10,
+            },
+            requests_per_minute: 60,
+            tenant_defaults: Default::default(),
+        },
+        bus.clone(),
+        parts,
+    )
+}
+
 fn monitor(
     fake: &FakeSource,
     reg: Arc<CacheRegistry>,
@@ -16,20 +42,7 @@ fn monitor(
     let telemetry = Telemetry::new(Box::new(fake.clone()));
     let sink = Arc::new(crate::host::HostSink::new(
         reg.clone(),
-        crate::resources::ResourceManager::new(
-            crate::resources::ManagerOptions {
-                limits: crate::resources::GlobalLimits {
-                    memory_bytes: 1000,
-                    cpu_millicores: 1000,
-                    connections: 10,
-                    requests_per_minute: 60,
-                    file_handles: 10,
-                },
-                requests_per_minute: 60,
-                tenant_defaults: Default::default(),
-            },
-            bus.clone(),
-        ),
+        resources(&bus, None),
         crate::pools::PoolManager::new(&Default::default(), bus.clone()).unwrap(),
         bus.clone(),
     ));
@@ -331,24 +344,7 @@ impl crate::policy::PressurePolicy for Silent {
 fn under_pressure_the_tenant_over_its_share_is_trimmed_first() {
     let bus = crate::events::EventBus::new();
     let reg = Arc::new(CacheRegistry::new(Some(bus.clone())));
-    let resources = crate::resources::ResourceManager::with_parts(
-        crate::resources::ManagerOptions {
-            limits: crate::resources::GlobalLimits {
-                memory_bytes: 1000,
-                cpu_millicores: 1000,
-                connections: 10,
-                requests_per_minute: 60,
-                file_handles: 10,
-            },
-            requests_per_minute: 60,
-            tenant_defaults: Default::default(),
-        },
-        bus.clone(),
-        crate::resources::ManagerParts {
-            held_elsewhere: reg.clone(),
-            ..Default::default()
-        },
-    );
+    let resources = resources(&bus, Some(reg.clone()));
     let lru = || Box::new(crate::policy::NativeLru::new());
     let hog = reg.register_cache("big", "hog", 800, lru()).unwrap();
     let calm = reg.register_cache("small", "calm", 100, lru()).unwrap();
