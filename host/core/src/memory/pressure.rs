@@ -449,12 +449,12 @@ impl MemoryMonitor {
                 PressureAction::Alert { message } => self.sink.alert(message),
             };
             self.announce(level, &action, &outcome);
-            if let Some(bus) = &self.events {
-                if let PressureAction::Alert { message } = &action {
-                    bus.publish(Event::Alert {
-                        message: message.clone(),
-                    });
-                }
+            if let Some(bus) = &self.events
+                && let PressureAction::Alert { message } = &action
+            {
+                bus.publish(Event::Alert {
+                    message: message.clone(),
+                });
             }
             done.push((action, outcome));
         }

@@ -280,6 +280,7 @@ struct Inner {
 
 mod manager;
 mod share;
+mod views;
 pub use manager::{ManagerOptions, ManagerParts};
 pub use share::{HeldElsewhere, MemoryShare, NothingElsewhere};
 #[cfg(feature = "redis")]

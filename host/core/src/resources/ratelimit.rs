@@ -147,7 +147,7 @@ impl RateLimits {
     }
 }
 
-use super::manager::validate_tenant;
+use super::views::validate_tenant;
 use super::{ResourceError, ResourceManager};
 use crate::events::Event;
 
