@@ -190,7 +190,8 @@ pub enum Event {
         tenant: String,
         /// The entry's key.
         key: String,
-        /// `evicted`, `rejected`, `expired` or `explicit`.
+        /// `evicted` (for room: the size bound), `rejected` (not admitted), `expired` (its
+        /// TTL) or `trimmed` (pressure, `gc` or a trim request).
         reason: String,
     },
     /// The leak detector flagged something (see `memory::leaks`).

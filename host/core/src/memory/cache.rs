@@ -473,7 +473,12 @@ where
         let before = core.bytes;
         let victims = core.evict(want, now, None);
         let freed = before - core.bytes;
-        let removed = self.drop_victims(&victims);
+        let mut removed = self.drop_victims(&victims);
+        for r in &mut removed {
+            if r.2 == RemovalCause::Evicted {
+                r.2 = RemovalCause::Trimmed;
+            }
+        }
         drop(core);
         self.notify(removed);
         freed

@@ -37,6 +37,9 @@ pub enum RemovalCause {
     Rejected,
     /// Its time to live passed.
     Expired,
+    /// Chosen by the policy when the cache was trimmed (memory pressure, `gc`, a trim
+    /// request), not to make room for an insert.
+    Trimmed,
     /// Removed by the caller, or replaced by a larger value that did not fit.
     Explicit,
 }

@@ -154,6 +154,7 @@ fn cause_str(c: RemovalCause) -> &'static str {
         RemovalCause::Evicted => "evicted",
         RemovalCause::Rejected => "rejected",
         RemovalCause::Expired => "expired",
+        RemovalCause::Trimmed => "trimmed",
         RemovalCause::Explicit => "explicit",
     }
 }

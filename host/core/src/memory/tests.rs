@@ -445,3 +445,19 @@ fn sim_lru_equals_reference_lru_on_random_traces() {
         }
     }
 }
+
+#[test]
+fn trims_are_told_apart_from_evictions_for_room() {
+    let removed = Arc::new(Mutex::new(Vec::new()));
+    let log = removed.clone();
+    let c: Cache<u32, u8> = Cache::new(CacheConfig::exact(30), Box::new(NativeLru::new()))
+        .on_removal(move |k, _, cause| log.lock().push((k, cause)));
+    for k in 0..4 {
+        c.insert_with(k, 0, 10, 0, None); // the fourth needs room: one eviction
+    }
+    c.trim(10);
+    let r = removed.lock();
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert_eq!(r[0].1, RemovalCause::Evicted);
+    assert_eq!(r[1].1, RemovalCause::Trimmed);
+}
