@@ -267,7 +267,6 @@ pub enum Event {
 }
 
 impl Event {
-    /// The event's type name, as in its JSON `type` field.
     /// The tenant an event is about, whose stream carries it (`None`: host-wide).
     pub fn tenant(&self) -> Option<&str> {
         match self {
@@ -285,7 +284,7 @@ impl Event {
         }
     }
 
-    /// The event's type name, as serialized.
+    /// The event's type name, as in its JSON `type` field.
     pub fn name(&self) -> &'static str {
         match self {
             Event::ResourceAllocated { .. } => "ResourceAllocated",

@@ -12,7 +12,8 @@
 //! calls, validation), `registry` (policies, bindings), `health` (faults and quarantine
 //! per policy and tenant), `adapters` (the trait implementations), `provider` (the runtime
 //! as the host's `PolicyProvider`), `check` (`rmhost policy check`), `timing` (its per-call
-//! p50/p99 under the real deadline), `watch` (hot reload), `stats`.
+//! p50/p99 under the real deadline), `samples` (their inputs, shared with the smoke call),
+//! `watch` (hot reload), `stats`.
 //!
 //! **Blocking**: every guest call is synchronous and may block its thread for up to the
 //! policy's deadline (default 10 ms, plus one 1 ms epoch tick). Async callers must wrap
@@ -30,6 +31,7 @@ mod engine;
 mod health;
 mod provider;
 mod registry;
+mod samples;
 mod stats;
 mod timing;
 mod version;

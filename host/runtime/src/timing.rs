@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::samples;
 use super::version::{Fault, PolicyVersion};
 use rmhost_core::policy::{
-    CacheStat, EventKind, PackedEvent, PolicyKind, PoolStat, PressureLevel, QuotaRequest,
-    ResourceKind, SystemUsage, TenantState, Waiter, encode_event,
+    EventKind, PackedEvent, PolicyKind, PressureLevel, SystemUsage, encode_event,
 };
 
 /// Calls timed per kind.
@@ -175,45 +175,17 @@ pub(crate) fn time_calls(v: &PolicyVersion) -> Vec<CallTiming> {
     }
     if v.has(PolicyKind::Quota) {
         out.push(run(PolicyKind::Quota, &mut |i| {
-            let req = QuotaRequest {
-                tenant: format!("t{}", i % 8),
-                owner: "check".into(),
-                kind: ResourceKind::Memory,
-                amount: 10,
-                priority: (i % 4) as u8,
-            };
-            let ts = TenantState {
-                used: u64::from(i) * 10,
-                limit: Some(100_000),
-                allocations: i,
-            };
+            let (req, ts) = samples::quota(i);
             v.decide(&req, &ts, &usage, &[]).map(|_| ())
         }));
     }
     if v.has(PolicyKind::Priority) {
         out.push(run(PolicyKind::Priority, &mut |i| {
-            let w = Waiter {
-                tenant: format!("t{}", i % 8),
-                priority: (i % 4) as u8,
-                enqueued_ms: u64::from(i),
-                queue: "check".into(),
-            };
-            v.rank(&w).map(|_| ())
+            v.rank(&samples::waiter(i)).map(|_| ())
         }));
     }
     if v.has(PolicyKind::Pressure) {
-        let caches = [CacheStat {
-            name: "check".into(),
-            bytes: 1000,
-            entries: 10,
-            hit_ratio: 0.5,
-        }];
-        let pools = [PoolStat {
-            name: "check".into(),
-            size: 4,
-            idle: 2,
-            waiting: 0,
-        }];
+        let (caches, pools) = samples::standing();
         out.push(run(PolicyKind::Pressure, &mut |i| {
             let level = [
                 PressureLevel::Normal,

@@ -19,6 +19,7 @@ use super::bindings::MemoryCapExceeded;
 use super::bindings::{InstanceEnv, StoreState, eviction, pressure, priority, quota};
 use super::convert;
 use super::engine::{self, Origin};
+use super::samples;
 use rmhost_core::policy::{
     CacheStat, FaultKind, Holder, PolicyKind, PoolStat, PressureAction, PressureLevel,
     QuotaDecision, QuotaRequest, SystemUsage, TenantState, Waiter,
@@ -458,47 +459,20 @@ impl PolicyVersion {
         let usage = SystemUsage::default();
         if self.quota.is_some() {
             let t = Instant::now();
-            let req = QuotaRequest {
-                tenant: "smoke".into(),
-                owner: "rmhost".into(),
-                kind: rmhost_core::policy::ResourceKind::Memory,
-                amount: 10,
-                priority: 1,
-            };
-            let ts = TenantState {
-                used: 0,
-                limit: Some(100),
-                allocations: 0,
-            };
+            let (req, ts) = samples::quota(1);
             self.decide(&req, &ts, &usage, &[])
                 .map_err(|f| fail(PolicyKind::Quota, f))?;
             timed(t);
         }
         if self.priority.is_some() {
             let t = Instant::now();
-            let w = Waiter {
-                tenant: "smoke".into(),
-                priority: 1,
-                enqueued_ms: 5,
-                queue: "smoke".into(),
-            };
-            self.rank(&w).map_err(|f| fail(PolicyKind::Priority, f))?;
+            self.rank(&samples::waiter(1))
+                .map_err(|f| fail(PolicyKind::Priority, f))?;
             timed(t);
         }
         if self.pressure.is_some() {
             let t = Instant::now();
-            let caches = [CacheStat {
-                name: "smoke".into(),
-                bytes: 1000,
-                entries: 10,
-                hit_ratio: 0.5,
-            }];
-            let pools = [PoolStat {
-                name: "smoke".into(),
-                size: 4,
-                idle: 2,
-                waiting: 0,
-            }];
+            let (caches, pools) = samples::standing();
             self.respond(PressureLevel::Warning, &usage, &caches, &pools)
                 .map_err(|f| fail(PolicyKind::Pressure, f))?;
             timed(t);

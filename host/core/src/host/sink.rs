@@ -4,7 +4,7 @@
 //! publishes the `Alert` event itself).
 
 use crate::events::{Event, EventBus};
-use crate::memory::{ActionError, ActionSink, CacheRegistry};
+use crate::memory::{ActionError, ActionSink, CacheRegistry, OverShare};
 use crate::policy::PoolStat;
 use crate::pools::PoolManager;
 use crate::resources::ResourceManager;
@@ -95,36 +95,21 @@ impl ActionSink for HostSink {
     /// Over by what a tenant holds now (memory allocations plus its caches' contents, not
     /// their declared capacity): trimming brings that back to the share and then stops,
     /// instead of draining the cache a little more on every response.
-    fn over_share(&self) -> Vec<(String, u64)> {
-        use crate::policy::ResourceKind;
-        let contents = self.caches.snapshot();
-        let mut over: Vec<(String, u64)> = self
-            .resources
-            .memory_shares()
+    fn over_share(&self) -> Vec<OverShare> {
+        let held = self.caches.snapshot();
+        let in_caches = |t: &str| held.iter().filter(|c| c.tenant == t).map(|c| c.bytes).sum();
+        self.resources
+            .memory_shares_holding(&in_caches)
             .into_iter()
-            .filter_map(|s| {
-                let in_caches: u64 = contents
-                    .iter()
-                    .filter(|c| c.tenant == s.tenant)
-                    .map(|c| c.bytes)
-                    .sum();
-                let held = self
-                    .resources
-                    .tenant_usage(&s.tenant)
-                    .kinds
-                    .iter()
-                    .find(|k| k.kind == ResourceKind::Memory)
-                    .map_or(0, |k| k.used)
-                    .saturating_add(in_caches);
-                (held > s.share_bytes).then(|| (s.tenant, held - s.share_bytes))
+            .filter(|s| s.over)
+            .map(|s| OverShare {
+                by: s.accounted_bytes - s.share_bytes,
+                base_requests_per_minute: Some(
+                    self.resources.rate_limits().base_limit_for(&s.tenant),
+                ),
+                tenant: s.tenant,
             })
-            .collect();
-        over.sort_by_key(|(_, by)| std::cmp::Reverse(*by));
-        over
-    }
-
-    fn base_rate_limit(&self, tenant: &str) -> Option<u32> {
-        Some(self.resources.rate_limits().base_limit_for(tenant))
+            .collect()
     }
 
     fn relieved(&self) {

@@ -426,7 +426,7 @@ where
         }
         // The policy chooses with every buffered hit delivered.
         self.drain_hits(core, now);
-        let victims = core.evict(need, now, inserting);
+        let victims = core.evict(need, now, inserting, RemovalCause::Evicted);
         self.drop_victims(&victims)
     }
 
@@ -471,14 +471,9 @@ where
             return 0;
         }
         let before = core.bytes;
-        let victims = core.evict(want, now, None);
+        let victims = core.evict(want, now, None, RemovalCause::Trimmed);
         let freed = before - core.bytes;
-        let mut removed = self.drop_victims(&victims);
-        for r in &mut removed {
-            if r.2 == RemovalCause::Evicted {
-                r.2 = RemovalCause::Trimmed;
-            }
-        }
+        let removed = self.drop_victims(&victims);
         drop(core);
         self.notify(removed);
         freed

@@ -267,7 +267,13 @@ impl PolicyCore {
     /// (counted as such). Other ids of the batch were inserts that already returned, so
     /// dropping them is an eviction in the caller's eyes even though the contract allows
     /// it as a rejection.
-    pub fn evict(&mut self, need: u64, now_ms: u64, inserting: Option<u32>) -> Vec<Victim> {
+    pub fn evict(
+        &mut self,
+        need: u64,
+        now_ms: u64,
+        inserting: Option<u32>,
+        cause: RemovalCause,
+    ) -> Vec<Victim> {
         let max_count = u32::try_from(self.live).unwrap_or(u32::MAX);
         let mut answer = self.call(need, max_count);
         if self.policy.needs_replay() {
@@ -293,7 +299,7 @@ impl PolicyCore {
                 RemovalCause::Rejected
             } else {
                 self.counters.evictions += 1;
-                RemovalCause::Evicted
+                cause
             };
             freed += s.size;
             self.push(id, EventKind::Remove, now_ms);
@@ -305,7 +311,7 @@ impl PolicyCore {
             });
         }
         if freed < need {
-            self.fallback(need - freed, now_ms, &mut victims);
+            self.fallback(need - freed, now_ms, cause, &mut victims);
         }
         victims
     }
@@ -314,7 +320,13 @@ impl PolicyCore {
     /// clock the core keeps anyway. A scan plus a partial sort, O(live); it only runs when a
     /// policy answers short (a fault or a buggy policy), so the hot path pays nothing for it
     /// beyond one u64 store per event.
-    fn fallback(&mut self, mut need: u64, now_ms: u64, victims: &mut Vec<Victim>) {
+    fn fallback(
+        &mut self,
+        mut need: u64,
+        now_ms: u64,
+        cause: RemovalCause,
+        victims: &mut Vec<Victim>,
+    ) {
         let mut cand: Vec<(u64, u32)> = self
             .slots
             .iter()
@@ -336,7 +348,7 @@ impl PolicyCore {
             victims.push(Victim {
                 id,
                 hash: s.hash,
-                cause: RemovalCause::Evicted,
+                cause,
             });
         }
     }

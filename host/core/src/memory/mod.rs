@@ -42,7 +42,7 @@ pub use cache::{Cache, CacheConfig, CacheStats};
 pub use core::RemovalCause;
 pub use leaks::{Leak, LeakConfig, LeakDetector};
 pub use pressure::{
-    ActionError, ActionSink, MemoryMonitor, MemoryStatus, MonitorParts, PressureConfig,
+    ActionError, ActionSink, MemoryMonitor, MemoryStatus, MonitorParts, OverShare, PressureConfig,
     PressureGauge,
 };
 pub use purge::{GcReport, InstanceMemory, MemorySnapshot, gc, snapshot};

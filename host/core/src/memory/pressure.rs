@@ -111,6 +111,18 @@ pub enum ActionError {
     Pool(#[from] PoolError),
 }
 
+/// A tenant over its memory share, as an [`ActionSink`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverShare {
+    /// The tenant.
+    pub tenant: String,
+    /// Bytes it holds beyond its share.
+    pub by: u64,
+    /// Its request rate limit before any throttle (it is throttled to half), if the sink
+    /// rate-limits.
+    pub base_requests_per_minute: Option<u32>,
+}
+
 /// Carries out pressure actions. The host implements it over the cache registry, the pool
 /// manager, the rate limiter and the allocator (`rmhost_core::host::HostSink`). Each
 /// success answers a line for the `PressureAction` event.
@@ -131,15 +143,10 @@ pub trait ActionSink: Send + Sync {
     fn pool_stats(&self) -> Vec<PoolStat> {
         Vec::new()
     }
-    /// Tenants over their memory share, with the bytes they are over by (most over first):
-    /// their caches are trimmed before the policy's response runs.
-    fn over_share(&self) -> Vec<(String, u64)> {
+    /// Tenants over their memory share, most over first: they are throttled and their
+    /// caches trimmed before the policy's response runs.
+    fn over_share(&self) -> Vec<OverShare> {
         Vec::new()
-    }
-    /// A tenant's request rate limit before throttling, if the sink rate-limits (an
-    /// over-share tenant is throttled to half of it while pressure lasts).
-    fn base_rate_limit(&self, _tenant: &str) -> Option<u32> {
-        None
     }
     /// Pressure is back to normal: lift throttles and shedding.
     fn relieved(&self) {}
@@ -502,8 +509,13 @@ impl MemoryMonitor {
             self.announce(level, &action, &outcome);
             done.push((action, outcome));
         };
-        for (tenant, by) in over {
-            if let Some(base) = self.sink.base_rate_limit(&tenant) {
+        for OverShare {
+            tenant,
+            by,
+            base_requests_per_minute,
+        } in over
+        {
+            if let Some(base) = base_requests_per_minute {
                 let requests_per_minute = (base / 2).max(1);
                 let outcome = self.sink.throttle(&tenant, requests_per_minute);
                 note(

@@ -175,6 +175,7 @@ impl crate::resources::HeldElsewhere for CacheRegistry {
             .values()
             .map(|r| r.tenant.clone())
             .collect();
+        t.sort();
         t.dedup();
         t
     }

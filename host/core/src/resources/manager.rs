@@ -252,9 +252,8 @@ impl ResourceManager {
 
         // 3. Apply against the ledger as it is now.
         let mut ledger = self.inner.ledger.lock();
-        let mut preempted = Vec::new();
-        match decision {
-            QuotaDecision::Grant => {}
+        let victims: Vec<u64> = match decision {
+            QuotaDecision::Grant => Vec::new(),
             QuotaDecision::Deny(reason) => {
                 let t = ledger.tenant_totals(&req.tenant, req.kind);
                 return Err(match quota {
@@ -275,65 +274,41 @@ impl ResourceManager {
                     },
                 });
             }
+            // Only what was offered may go, and only if it is still what was offered.
             QuotaDecision::Preempt(ids) => {
-                // Only what was offered may go, and only if it is still what was offered.
-                // Nothing is released until the grant is known to fit: preemption is
-                // atomic with the grant (victims go together with it, or not at all).
-                let mut victims: Vec<u64> = Vec::new();
+                let mut v: Vec<u64> = Vec::new();
                 for id in ids {
-                    if victims.contains(&id) || !offered.iter().any(|h| h.allocation == id) {
-                        continue;
-                    }
-                    let still = ledger.get(id).is_some_and(|a| {
-                        a.tenant == req.tenant && a.kind == req.kind && a.priority < req.priority
-                    });
-                    if still {
-                        victims.push(id);
-                    }
-                }
-                let freed: u64 = victims
-                    .iter()
-                    .filter_map(|id| ledger.get(*id))
-                    .fold(0u64, |s, a| s.saturating_add(a.amount));
-                let t = ledger.tenant_totals(&req.tenant, req.kind);
-                let after = used_of(t).saturating_sub(freed).saturating_add(req.amount);
-                let global_after = ledger
-                    .global_used(req.kind)
-                    .saturating_sub(freed)
-                    .saturating_add(req.amount);
-                if quota.is_some_and(|q| after > q) {
-                    drop(ledger);
-                    return Err(ResourceError::QuotaExceeded {
-                        tenant: req.tenant.clone(),
-                        kind: req.kind,
-                        used: used_of(t),
-                        requested: req.amount,
-                        limit: quota.unwrap_or(u64::MAX),
-                    });
-                }
-                if global_after > global_limit {
-                    return Err(ResourceError::LimitExceeded {
-                        kind: req.kind,
-                        used: ledger.global_used(req.kind),
-                        requested: req.amount,
-                        limit: global_limit,
-                    });
-                }
-                for id in victims {
-                    if let Some(a) = ledger.remove(id) {
-                        preempted.push(a);
+                    let still = offered.iter().any(|h| h.allocation == id)
+                        && ledger.get(id).is_some_and(|a| {
+                            a.tenant == req.tenant
+                                && a.kind == req.kind
+                                && a.priority < req.priority
+                        });
+                    if still && !v.contains(&id) {
+                        v.push(id);
                     }
                 }
+                v
             }
-        }
+        };
+        // The grant must fit the ledger as it is now, counting what the victims free;
+        // nothing is released unless it does, so preemption is atomic with the grant
+        // (victims go together with it, or not at all).
+        let freed = victims
+            .iter()
+            .filter_map(|id| ledger.get(*id))
+            .fold(0u64, |s, a| s.saturating_add(a.amount));
         let t = ledger.tenant_totals(&req.tenant, req.kind);
-        let fits_quota = quota.is_none_or(|q| used_of(t).saturating_add(req.amount) <= q);
-        let global_ok = self.check_global(&ledger, req);
-        if !fits_quota || global_ok.is_err() {
-            // Only a plain grant reaches here (a preemption that does not fit returned
-            // above, before releasing anything): the ledger moved since the policy looked.
-            drop(ledger);
-            global_ok?;
+        let global_used = ledger.global_used(req.kind);
+        if global_used.saturating_sub(freed).saturating_add(req.amount) > global_limit {
+            return Err(ResourceError::LimitExceeded {
+                kind: req.kind,
+                used: global_used,
+                requested: req.amount,
+                limit: global_limit,
+            });
+        }
+        if quota.is_some_and(|q| used_of(t).saturating_sub(freed).saturating_add(req.amount) > q) {
             return Err(ResourceError::QuotaExceeded {
                 tenant: req.tenant.clone(),
                 kind: req.kind,
@@ -342,6 +317,8 @@ impl ResourceManager {
                 limit: quota.unwrap_or(u64::MAX),
             });
         }
+        let preempted: Vec<Allocation> =
+            victims.iter().filter_map(|id| ledger.remove(*id)).collect();
         let alloc = ledger
             .insert(Allocation {
                 id: 0,

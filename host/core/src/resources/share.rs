@@ -61,34 +61,29 @@ impl ResourceManager {
         in_ledger.saturating_add(self.held_elsewhere(tenant))
     }
 
-    fn memory_holders(&self) -> Vec<String> {
-        let mut t: Vec<String> = {
-            let ledger = self.inner.ledger.lock();
-            let mut t = ledger.tenants();
-            t.retain(|x| ledger.tenant_totals(x, ResourceKind::Memory).used > 0);
-            t
-        };
-        t.extend(self.inner.elsewhere.tenants());
-        t.sort();
-        t.dedup();
-        t
+    /// Every tenant holding memory (allocations or caches), and `also`, each with its
+    /// memory allocations: one pass over the ledger under one lock.
+    fn holders(&self, also: Option<&str>) -> Vec<(String, u64)> {
+        let mut names = self.inner.elsewhere.tenants();
+        names.extend(also.map(str::to_string));
+        let ledger = self.inner.ledger.lock();
+        let used = |t: &str| ledger.tenant_totals(t, ResourceKind::Memory).used;
+        names.extend(ledger.tenants().into_iter().filter(|t| used(t) > 0));
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|t| {
+                let u = used(&t);
+                (t, u)
+            })
+            .collect()
     }
 
     /// The memory `tenant` may account: its quota, else the default quota, else the memory
     /// budget split equally among the tenants holding memory (counting `tenant`).
     pub fn memory_share(&self, tenant: &str) -> u64 {
-        let holders = self.holders_with(Some(tenant)).len();
-        self.share_among(tenant, holders)
-    }
-
-    fn holders_with(&self, also: Option<&str>) -> Vec<String> {
-        let mut holders = self.memory_holders();
-        if let Some(t) = also
-            && !holders.iter().any(|h| h == t)
-        {
-            holders.push(t.to_string());
-        }
-        holders
+        self.share_among(tenant, self.holders(Some(tenant)).len())
     }
 
     fn share_among(&self, tenant: &str, holders: usize) -> u64 {
@@ -97,20 +92,28 @@ impl ResourceManager {
     }
 
     /// Every tenant holding memory, with its share; over-share tenants first, the most
-    /// over first (the order trimming and throttling follow).
+    /// over first (the order trimming and throttling follow). Accounted: allocations plus
+    /// declared cache capacity.
     pub fn memory_shares(&self) -> Vec<MemoryShare> {
-        self.shares_with(None)
+        self.shares_with(None, &|t| self.held_elsewhere(t))
+    }
+
+    /// As [`Self::memory_shares`], accounting allocations plus `in_caches(tenant)` (what
+    /// the caches hold now, for trimming: trimming their contents back to the share ends
+    /// there, while their declared capacity would stay over it).
+    pub fn memory_shares_holding(&self, in_caches: &dyn Fn(&str) -> u64) -> Vec<MemoryShare> {
+        self.shares_with(None, in_caches)
     }
 
     /// The shares with `also` counted as a holder (a tenant asking for its first bytes
     /// takes part in the split).
-    fn shares_with(&self, also: Option<&str>) -> Vec<MemoryShare> {
-        let holders = self.holders_with(also);
+    fn shares_with(&self, also: Option<&str>, outside: &dyn Fn(&str) -> u64) -> Vec<MemoryShare> {
+        let holders = self.holders(also);
         let n = holders.len();
         let mut v: Vec<MemoryShare> = holders
             .into_iter()
-            .map(|tenant| {
-                let accounted_bytes = self.accounted_memory(&tenant);
+            .map(|(tenant, allocated)| {
+                let accounted_bytes = allocated.saturating_add(outside(&tenant));
                 let share_bytes = self.share_among(&tenant, n);
                 MemoryShare {
                     over: accounted_bytes > share_bytes,
@@ -126,7 +129,7 @@ impl ResourceManager {
 
     /// Whether a `shed-below` applies to `tenant`: it is over its share, or no tenant is.
     pub(super) fn sheddable(&self, tenant: &str) -> bool {
-        let shares = self.shares_with(Some(tenant));
+        let shares = self.shares_with(Some(tenant), &|t| self.held_elsewhere(t));
         let any_over = shares.iter().any(|s| s.over);
         !any_over || shares.iter().any(|s| s.tenant == tenant && s.over)
     }

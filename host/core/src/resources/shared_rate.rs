@@ -149,21 +149,23 @@ impl SharedRateLimiter {
             format!("{}:hosts", self.prefix),
         ];
         let answer = tokio::time::timeout(self.timeout, async {
-            let mut guard = self.conn.lock().await;
-            if guard.is_none() {
-                let cfg = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout));
-                *guard = Some(
-                    self.client
-                        .get_multiplexed_async_connection_with_config(&cfg)
-                        .await?,
-                );
-            }
-            let mut conn = guard
-                .clone()
-                .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "no connection")))?;
-            drop(guard);
+            // One multiplexed connection shared by every check; made on first use.
+            let mut conn = {
+                let mut guard = self.conn.lock().await;
+                match guard.as_ref() {
+                    Some(c) => c.clone(),
+                    None => {
+                        let cfg = redis::AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(self.timeout))
+                            .set_response_timeout(Some(self.timeout));
+                        let c = self
+                            .client
+                            .get_multiplexed_async_connection_with_config(&cfg)
+                            .await?;
+                        guard.insert(c).clone()
+                    }
+                }
+            };
             let r: redis::RedisResult<Vec<i64>> = self
                 .script
                 .key(&keys[0])

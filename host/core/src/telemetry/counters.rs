@@ -82,6 +82,7 @@ pub(crate) struct Counters {
     pub(crate) clock: Clock,
     pub(crate) active_connections: AtomicU64,
     pub(crate) total_connections: AtomicU64,
+    pub(crate) refused_connections: AtomicU64,
     pub(crate) total_requests: AtomicU64,
     pub(crate) window: RequestWindow,
 }
@@ -92,6 +93,7 @@ impl Counters {
             clock,
             active_connections: AtomicU64::new(0),
             total_connections: AtomicU64::new(0),
+            refused_connections: AtomicU64::new(0),
             total_requests: AtomicU64::new(0),
             window: RequestWindow::new(),
         }

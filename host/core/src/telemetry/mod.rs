@@ -93,6 +93,9 @@ pub struct ConnectionUsage {
     pub active: u64,
     /// Opened since start.
     pub total: u64,
+    /// Refused at accept since start (the daemon's `[http] max_connections` were open).
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// Request counters.
@@ -248,6 +251,7 @@ impl Telemetry {
             connections: ConnectionUsage {
                 active: c.active_connections.load(Ordering::Relaxed),
                 total: c.total_connections.load(Ordering::Relaxed),
+                refused: c.refused_connections.load(Ordering::Relaxed),
             },
             requests: RequestUsage {
                 per_minute: c.requests_per_minute(),
@@ -287,6 +291,14 @@ impl Telemetry {
     /// Counts a connection closed.
     pub fn connection_closed(&self) {
         self.inner.counters.connection_closed();
+    }
+
+    /// Counts a connection refused before it was served (over a connection cap).
+    pub fn connection_refused(&self) {
+        self.inner
+            .counters
+            .refused_connections
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a connection open until the guard is dropped.

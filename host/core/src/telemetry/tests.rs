@@ -171,7 +171,8 @@ fn telemetry_counters_follow_the_clock() {
         t.usage().connections,
         ConnectionUsage {
             active: 0,
-            total: 3
+            total: 3,
+            refused: 0
         }
     );
 }

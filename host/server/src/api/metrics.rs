@@ -151,7 +151,7 @@ fn render(host: &rmhost_core::host::Host) -> String {
         "http_connections_refused_total",
         "counter",
         "Connections closed at accept because [http] max_connections were open.",
-        crate::daemon::REFUSED_CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        u.connections.refused as f64,
     )
     .single(
         "open_file_handles",

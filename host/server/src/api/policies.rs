@@ -55,12 +55,15 @@ pub async fn get_one(
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Json<PolicyInfo>, ApiError> {
     let Path(name) = p?;
-    let mut info = s
-        .runtime
-        .get(&name)
-        .ok_or_else(|| ApiError::not_found(format!("no policy named {name:?} is loaded")))?;
+    let mut info = loaded(&s, &name)?;
     tenant_view(&caller, &mut info);
     Ok(Json(info))
+}
+
+fn loaded(s: &AppState, name: &str) -> Result<PolicyInfo, ApiError> {
+    s.runtime
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no policy named {name:?} is loaded")))
 }
 
 /// What a caller may see of a policy: a tenant sees the default bindings and its own, and
@@ -81,11 +84,7 @@ pub async fn lift_quarantine(
     let Path(name) = p?;
     caller.admin()?;
     s.runtime.lift_quarantine(&name)?;
-    let info = s
-        .runtime
-        .get(&name)
-        .ok_or_else(|| ApiError::not_found(format!("no policy named {name:?} is loaded")))?;
-    Ok(Json(info))
+    loaded(&s, &name).map(Json)
 }
 
 /// Body of the bind routes.

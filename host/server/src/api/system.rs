@@ -81,13 +81,7 @@ pub async fn profile(
         // Shutdown ends the profile with the points taken so far, so the daemon drains.
         tokio::select! {
             _ = tick.tick() => {}
-            stopped = async { stopping.wait_for(|s| *s).await.is_ok() } => {
-                if stopped {
-                    break;
-                }
-                // No sender (a router built without a daemon): nothing will stop it.
-                tick.tick().await;
-            }
+            _ = stopping.wait_for(|s| *s) => break,
         }
         let t_ms = start.elapsed().as_millis() as u64;
         if t_ms > q.duration_ms {

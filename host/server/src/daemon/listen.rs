@@ -9,21 +9,20 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rmhost_core::config::Http;
+use rmhost_core::telemetry::Telemetry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-/// Connections closed at accept because `max_connections` were open.
-pub static REFUSED_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
-
 /// Serves `router` on `listener` until `stop` turns true, then waits for the open
-/// connections to finish (the caller bounds that wait).
-pub async fn accept_loop(
+/// connections to finish (the caller bounds that wait). Every connection is counted in
+/// `telemetry` (open, total, refused), so `/v1/usage` and `/metrics` show the daemon's own.
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     router: Router,
     http: &Http,
+    telemetry: Telemetry,
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(http.max_connections as usize));
@@ -48,7 +47,7 @@ pub async fn accept_loop(
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            REFUSED_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+            telemetry.connection_refused();
             tracing::debug!("connection refused: max_connections open");
             drop(stream);
             continue;
@@ -57,11 +56,12 @@ pub async fn accept_loop(
         let service = TowerToHyperService::new(router.clone());
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
+        let open = telemetry.connection();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
+            drop((permit, open));
         });
     }
     drop(listener);

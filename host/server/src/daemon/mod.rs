@@ -10,7 +10,6 @@ mod listen;
 mod policies;
 mod serve;
 
-pub use listen::REFUSED_CONNECTIONS;
 pub use policies::runtime_options;
 pub use serve::{check_listen, serve, shutdown_signal};
 

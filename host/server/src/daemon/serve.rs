@@ -41,8 +41,9 @@ pub async fn serve(
 
     let server_stop = stop_rx.clone();
     let http = host.config.http.clone();
+    let telemetry = host.telemetry.clone();
     let mut server = tokio::spawn(async move {
-        super::listen::accept_loop(listener, router, &http, server_stop).await;
+        super::listen::accept_loop(listener, router, &http, telemetry, server_stop).await;
         Ok::<(), std::io::Error>(())
     });
 
