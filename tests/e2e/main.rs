@@ -5,6 +5,7 @@ mod adversarial;
 mod api;
 mod cli;
 mod harness;
+mod ledger;
 mod lifecycle;
 mod memory;
 mod observability;

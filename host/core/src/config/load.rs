@@ -140,6 +140,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "HEALTH_CHECK_INTERVAL",
         "monitoring.health_check_interval_ms",
     ),
+    ("RMHOST_STATE_LEDGER", "state.ledger"),
+    ("RMHOST_STATE_RATELIMIT", "state.ratelimit"),
+    ("RMHOST_HOST_ID", "state.host_id"),
 ];
 
 /// The real process environment, for the binary: `load(path, &process_env, &overrides)`.

@@ -26,6 +26,7 @@
 //! max = 10
 //!
 //! [state]
+//! ledger = "postgres://127.0.0.1/rmhost"  # default "memory"; plus ledger_pool_size, host_lapse_ms
 //! ratelimit = "redis://127.0.0.1:6379/"   # default "local"
 //!
 //! [http]
@@ -289,11 +290,19 @@ impl Default for Monitoring {
     }
 }
 
-/// State shared across hosts, `[state]`: rate limits on Redis so every replica's sidecar
-/// enforces one limit per tenant.
+/// State shared across hosts, `[state]`: the ledger on PostgreSQL and rate limits on Redis,
+/// so every replica's sidecar enforces one quota and one limit per tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct State {
+    /// `memory` (this host's own ledger, lost on exit) or a `postgres://` URL (allocations,
+    /// quotas, rate overrides shared by every host on the database, and durable).
+    pub ledger: String,
+    /// Connections of the shared ledger's pool.
+    pub ledger_pool_size: u32,
+    /// A host whose heartbeat is older than this, ms, has its pid-bound allocations
+    /// reclaimed by the others.
+    pub host_lapse_ms: u64,
     /// `local` (each host limits on its own) or a `redis://` / `rediss://` URL (hosts share
     /// one GCRA state per tenant, on Redis' clock).
     pub ratelimit: String,
@@ -312,6 +321,9 @@ pub struct State {
 impl Default for State {
     fn default() -> Self {
         State {
+            ledger: "memory".into(),
+            ledger_pool_size: 16,
+            host_lapse_ms: 10_000,
             ratelimit: "local".into(),
             ratelimit_failure: "open".into(),
             backend_timeout_ms: 250,

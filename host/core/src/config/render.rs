@@ -108,7 +108,7 @@ fn redact_urls(v: &mut Value) {
     if let Value::Object(map) = v {
         for (k, inner) in map.iter_mut() {
             match inner {
-                Value::String(url) if k == "url" || k == "ratelimit" => {
+                Value::String(url) if k == "url" || k == "ratelimit" || k == "ledger" => {
                     *url = crate::pools::redact(url)
                 }
                 other => redact_urls(other),

@@ -137,12 +137,33 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
         expected,
     };
     if st.ratelimit != "local"
-        && !(st.ratelimit.starts_with("redis://") || st.ratelimit.starts_with("rediss://"))
+        && !(st.ratelimit.starts_with("redis://")
+            || st.ratelimit.starts_with("rediss://")
+            || st.ratelimit.starts_with("redis+cluster://"))
     {
         return Err(bad(
             "state.ratelimit",
             &st.ratelimit,
-            "\"local\" or a redis:// or rediss:// URL",
+            "\"local\", a redis:// or rediss:// URL, or redis+cluster://HOST:PORT,HOST:PORT",
+        ));
+    }
+    if st.ledger != "memory"
+        && !(st.ledger.starts_with("postgres://") || st.ledger.starts_with("postgresql://"))
+    {
+        return Err(bad(
+            "state.ledger",
+            &st.ledger,
+            "\"memory\" or a postgres:// or postgresql:// URL",
+        ));
+    }
+    if st.ledger_pool_size == 0 {
+        return Err(zero("state.ledger_pool_size"));
+    }
+    if st.host_lapse_ms < 500 {
+        return Err(bad(
+            "state.host_lapse_ms",
+            &st.host_lapse_ms.to_string(),
+            "at least 500 (ms): a lapse shorter than a few heartbeats reclaims live hosts' allocations",
         ));
     }
     if !matches!(st.ratelimit_failure.as_str(), "open" | "closed") {

@@ -53,7 +53,9 @@ impl Host {
                 "file handles",
             ),
         ];
-        for k in self.resources.usage().global {
+        // A shared ledger that cannot answer is the `state` check's to report.
+        let global = self.resources.usage().map(|u| u.global).unwrap_or_default();
+        for k in global {
             let limit = k.limit.unwrap_or(0) as f64;
             let mut check = HealthCheck::threshold(
                 &format!("allocations.{}", k.kind),

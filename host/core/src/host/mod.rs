@@ -151,6 +151,8 @@ impl HostBuilder {
             Arc::new(move || t.system_usage(g.get()))
         };
         let caches = Arc::new(CacheRegistry::new(Some(events.clone())));
+        let host_id = host_id(&config);
+        let shared_ledger = state::shared_ledger(&config, &host_id, &events)?;
         let resources = ResourceManager::with_parts(
             ManagerOptions {
                 limits: global_limits(&config),
@@ -165,10 +167,16 @@ impl HostBuilder {
                 quota_policy: policies.quota(),
                 system_usage: usage,
                 held_elsewhere: caches.clone(),
+                shared_ledger,
                 ..ManagerParts::default()
             },
         );
         apply_tenants(&config, &resources)?;
+        // What the shared ledger holds (quotas and rate overrides set through any host's
+        // API) wins over the config's seeds.
+        resources
+            .load_shared()
+            .map_err(|e| HostError::State(e.to_string()))?;
         let pools = PoolManager::with_priority(
             &pool_settings(&config),
             events.clone(),
@@ -199,7 +207,6 @@ impl HostBuilder {
                 gauge,
             },
         ));
-        let host_id = host_id(&config);
         let shared_rate = state::shared_limiter(&config, &host_id, &events)?;
         let leaks = Arc::new(LeakDetector::new(
             LeakConfig::default(),
@@ -238,13 +245,15 @@ pub fn global_limits(config: &Config) -> GlobalLimits {
     }
 }
 
-/// `[tenants.NAME]` quotas and rate limits.
+/// `[tenants.NAME]` quotas and rate limits. On a shared ledger the quotas seed it (what
+/// the API set since is kept) and the rate limits are this host's defaults until
+/// [`ResourceManager::load_shared`] reads the ledger's overrides.
 fn apply_tenants(config: &Config, resources: &ResourceManager) -> Result<(), HostError> {
     for (tenant, q) in &config.tenants {
         for kind in ResourceKind::ALL {
             if let Some(limit) = q.limit(kind) {
                 resources
-                    .set_quota(tenant, kind, Some(limit))
+                    .seed_quota(tenant, kind, limit)
                     .map_err(|source| HostError::Tenant {
                         tenant: tenant.clone(),
                         source,
@@ -310,10 +319,15 @@ impl Host {
     /// Granted memory per tenant (for snapshots).
     pub fn tenant_memory(&self) -> std::collections::BTreeMap<String, u64> {
         let mut out = std::collections::BTreeMap::new();
-        for a in self.resources.allocations(&AllocationFilter {
-            kind: Some(ResourceKind::Memory),
-            ..Default::default()
-        }) {
+        // Best effort: a shared ledger that cannot answer leaves the snapshot without it.
+        for a in self
+            .resources
+            .allocations(&AllocationFilter {
+                kind: Some(ResourceKind::Memory),
+                ..Default::default()
+            })
+            .unwrap_or_default()
+        {
             *out.entry(a.tenant).or_default() += a.amount;
         }
         out

@@ -42,6 +42,41 @@ pub fn host_id(config: &Config) -> String {
     format!("{name}-{suffix:06x}")
 }
 
+/// The shared ledger `[state] ledger` names (`None` for `memory`).
+pub(crate) fn shared_ledger(
+    config: &Config,
+    host_id: &str,
+    events: &EventBus,
+) -> Result<Option<std::sync::Arc<dyn crate::resources::SharedLedger>>, HostError> {
+    let url = &config.state.ledger;
+    if url == "memory" {
+        return Ok(None);
+    }
+    #[cfg(feature = "postgres")]
+    {
+        let opts = crate::resources::PgLedgerOptions {
+            url: url.clone(),
+            host_id: host_id.to_string(),
+            timeout: std::time::Duration::from_millis(config.state.backend_timeout_ms),
+            host_lapse: std::time::Duration::from_millis(config.state.host_lapse_ms),
+            max_connections: config.state.ledger_pool_size as usize,
+        };
+        crate::resources::PgLedger::connect(opts, events.clone())
+            .map(|l| Some(l as std::sync::Arc<dyn crate::resources::SharedLedger>))
+            .map_err(|e| {
+                HostError::State(format!("state.ledger {}: {e}", crate::pools::redact(url)))
+            })
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = (host_id, events);
+        Err(HostError::State(format!(
+            "state.ledger = {:?} needs PostgreSQL support: build rmhost-core with the `postgres` feature",
+            crate::pools::redact(url)
+        )))
+    }
+}
+
 pub(crate) fn shared_limiter(
     config: &Config,
     host_id: &str,
@@ -105,31 +140,39 @@ impl Host {
     /// The `state` health check: the shared backends' reachability (healthy when none is
     /// configured). `/ready` is 503 while it is unhealthy.
     pub fn state_check(&self) -> HealthCheck {
-        let (status, message) = match &self.shared_rate {
-            None => (
-                HealthStatus::Healthy,
-                format!("local state (host {})", self.host_id),
-            ),
+        let (mut status, mut message) = match &self.shared_rate {
+            None => (HealthStatus::Healthy, "rate limits local".to_string()),
             #[cfg(feature = "redis")]
             Some(s) if s.is_down() => (
                 HealthStatus::Unhealthy,
-                format!(
-                    "rate-limit backend redis unreachable (host {})",
-                    self.host_id
-                ),
+                "rate-limit backend redis unreachable".to_string(),
             ),
             #[cfg(feature = "redis")]
             Some(s) => (
                 HealthStatus::Healthy,
                 format!(
-                    "rate limits shared on redis with {} live host(s) (host {})",
-                    s.live_hosts(),
-                    self.host_id
+                    "rate limits shared on redis with {} live host(s)",
+                    s.live_hosts()
                 ),
             ),
             #[cfg(not(feature = "redis"))]
             Some(s) => match *s {},
         };
+        let ledger = match self.resources.shared_ledger() {
+            None => "ledger in memory".to_string(),
+            Some(l) => match l.down() {
+                Some(why) => {
+                    status = HealthStatus::Unhealthy;
+                    format!("ledger backend {} unreachable: {why}", l.backend())
+                }
+                None => format!(
+                    "ledger shared on {} with {} live host(s)",
+                    l.backend(),
+                    l.live_hosts()
+                ),
+            },
+        };
+        message = format!("{ledger}; {message} (host {})", self.host_id);
         HealthCheck {
             name: "state".into(),
             status,

@@ -26,6 +26,19 @@ impl Host {
             self.memory.clone().spawn(sample),
             self.spawn_expiry(sample),
         ];
+        if let Some(mut changes) = self
+            .resources
+            .shared_ledger()
+            .and_then(|l| l.take_changes())
+        {
+            // Other hosts' releases, preemptions, reclaims and quota changes.
+            let resources = self.resources.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(c) = changes.recv().await {
+                    resources.apply_remote(c);
+                }
+            }));
+        }
         tasks.push(self.pools.spawn_maintenance());
         tasks.push(
             self.pools
@@ -119,9 +132,16 @@ impl Host {
             self.leaks.record(&format!("tenant:{tenant}"), t, bytes);
         }
         let now = self.resources.now_ms();
-        let allocs: Vec<(u64, String, u64)> = self
-            .resources
-            .allocations(&Default::default())
+        // A shared ledger's allocations are every host's, stamped on the database's clock:
+        // not this host's leaks to judge.
+        let own = match self.resources.shared_ledger() {
+            Some(_) => Vec::new(),
+            None => self
+                .resources
+                .allocations(&Default::default())
+                .unwrap_or_default(),
+        };
+        let allocs: Vec<(u64, String, u64)> = own
             .into_iter()
             .filter(|a| a.ttl_ms.is_none())
             .map(|a| (a.id, a.tenant, now.saturating_sub(a.created_ms)))

@@ -32,6 +32,8 @@ pub struct ManagerParts {
     /// Memory tenants hold outside the ledger (the host's caches), counted against their
     /// memory quota and share.
     pub held_elsewhere: Arc<dyn HeldElsewhere>,
+    /// A ledger shared with other hosts (`None`: this host's own, in memory).
+    pub shared_ledger: Option<Arc<dyn SharedLedger>>,
 }
 
 impl Default for ManagerParts {
@@ -42,6 +44,7 @@ impl Default for ManagerParts {
             clock: Clock::real(),
             probe: Arc::new(ProcfsProbe),
             held_elsewhere: Arc::new(NothingElsewhere),
+            shared_ledger: None,
         }
     }
 }
@@ -79,6 +82,7 @@ impl ResourceManager {
                 stats: Mutex::default(),
                 defaults: opts.tenant_defaults,
                 elsewhere: parts.held_elsewhere,
+                shared: parts.shared_ledger,
             }),
         }
     }
@@ -137,6 +141,9 @@ impl ResourceManager {
         limit: Option<u64>,
     ) -> Result<(), ResourceError> {
         views::validate_tenant(tenant)?;
+        if let Some(shared) = &self.inner.shared {
+            shared.set_quota(tenant, kind, limit, false)?;
+        }
         let key = (tenant.to_string(), kind);
         match limit {
             Some(l) => self.inner.quotas.write().insert(key, l),
@@ -215,6 +222,9 @@ impl ResourceManager {
             ResourceKind::Memory => self.held_elsewhere(&req.tenant),
             _ => 0,
         };
+        if let Some(shared) = &self.inner.shared {
+            return self.allocate_shared(shared, req, global_limit, elsewhere);
+        }
         let used_of = |t: Totals| t.used.saturating_add(elsewhere);
 
         // 1. Read the state the policy will see.
@@ -366,7 +376,7 @@ impl ResourceManager {
         Ok(())
     }
 
-    fn publish_preempted(&self, preempted: &[Allocation]) {
+    pub(super) fn publish_preempted(&self, preempted: &[Allocation]) {
         if preempted.is_empty() {
             return;
         }
@@ -384,7 +394,7 @@ impl ResourceManager {
     }
 
     /// Announces crossings of 80% and 100% upward, once each until use falls below 80%.
-    fn check_alerts(
+    pub(super) fn check_alerts(
         &self,
         tenant: Option<&str>,
         kind: ResourceKind,
@@ -449,6 +459,17 @@ impl ResourceManager {
     }
 
     fn after_release(&self, a: &Allocation) {
+        if let Some(shared) = &self.inner.shared {
+            // The tenant's use would cost a round trip; the global one is cached. A tenant
+            // alert re-arms at its next grant, which reads the counter anyway.
+            self.check_alerts(
+                None,
+                a.kind,
+                shared.global_used_cached(a.kind),
+                Some(self.inner.limits.get(a.kind)),
+            );
+            return;
+        }
         let (tenant_used, global_used) = {
             let l = self.inner.ledger.lock();
             (
@@ -480,12 +501,11 @@ impl ResourceManager {
         id: u64,
         reason: ReleaseReason,
     ) -> Result<Allocation, ResourceError> {
-        let a = self
-            .inner
-            .ledger
-            .lock()
-            .remove(id)
-            .ok_or(ResourceError::UnknownAllocation { id })?;
+        let removed = match &self.inner.shared {
+            Some(shared) => shared.release(id, reason)?,
+            None => self.inner.ledger.lock().remove(id),
+        };
+        let a = removed.ok_or(ResourceError::UnknownAllocation { id })?;
         let event = match reason {
             ReleaseReason::LeaseExpired | ReleaseReason::OwnerGone => {
                 self.inner.stats.lock().reclaimed += 1;
@@ -516,6 +536,11 @@ impl ResourceManager {
     /// Renews a lease for another TTL from now. Renewing an allocation without a lease
     /// succeeds and changes nothing.
     pub fn renew(&self, id: u64) -> Result<Allocation, ResourceError> {
+        if let Some(shared) = &self.inner.shared {
+            return shared
+                .renew(id)?
+                .ok_or(ResourceError::UnknownAllocation { id });
+        }
         let now = self.inner.clock.now_ms();
         self.inner
             .ledger

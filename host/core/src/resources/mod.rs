@@ -2,19 +2,27 @@
 //! rates to tenants, under global limits and per-tenant quotas, with priority preemption,
 //! leases (TTL) and owner-process tracking for orphan cleanup, and GCRA rate limits.
 //!
-//! Owns: the ledger, quotas, rate limiters, alert state. Decides through a `QuotaPolicy`
+//! Owns: the ledger (in memory, or shared by several hosts through a [`SharedLedger`] such
+//! as PostgreSQL), quotas, rate limiters, alert state. Decides through a `QuotaPolicy`
 //! (native or Wasm, resolved per tenant by the runtime) but never sees wasmtime. Emits an
 //! event for every grant, release, denial, reclaim and threshold crossing.
 
 mod ledger;
 mod orphans;
+#[cfg(feature = "postgres")]
+mod pg;
 mod ratelimit;
+mod shared;
+mod shared_ops;
 #[cfg(feature = "redis")]
 mod shared_rate;
 
 pub use ledger::{Allocation, Ledger, Totals};
 pub use orphans::{ProcessProbe, ProcfsProbe, spawn_reaper};
+#[cfg(feature = "postgres")]
+pub use pg::{PgLedger, PgLedgerOptions, SCHEMA_VERSION};
 pub use ratelimit::{RateDecision, RateLimits};
+pub use shared::{Grant, GrantOutcome, RemoteChange, SharedLedger, SharedTotals, Snapshot};
 
 use crate::clock::Clock;
 use crate::events::{Event, EventBus, ReleaseReason};
@@ -93,6 +101,14 @@ pub enum ResourceError {
         /// Why.
         reason: String,
     },
+    /// The shared ledger's backend could not answer within its timeout.
+    #[error("{backend} unavailable: {reason}")]
+    Unavailable {
+        /// `postgres`.
+        backend: String,
+        /// What failed.
+        reason: String,
+    },
     /// Memory pressure: work below a priority is being shed.
     #[error("shedding load under memory pressure: priority {priority} is below {threshold}")]
     Shed {
@@ -114,6 +130,7 @@ impl ResourceError {
                 "invalid_request"
             }
             ResourceError::Shed { .. } => "shed",
+            ResourceError::Unavailable { .. } => "unavailable",
         }
     }
 }
@@ -209,7 +226,7 @@ pub struct TenantUsage {
 }
 
 /// The ledger's use: global and per tenant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LedgerUsage {
     /// Per kind, against the global limits.
     pub global: Vec<KindUsage>,
@@ -236,6 +253,9 @@ pub struct ResourceStats {
     pub rate_allowed: u64,
     /// Rate-limit checks refused.
     pub rate_limited: u64,
+    /// Shared-ledger grants whose snapshot had gone stale and were decided again.
+    #[serde(default)]
+    pub conflicts: u64,
 }
 
 /// (tenant or `None` for global, kind, measured by telemetry rather than the ledger).
@@ -276,6 +296,9 @@ struct Inner {
     /// Quotas of tenants without their own (`[tenant_defaults]`).
     defaults: crate::config::TenantQuota,
     elsewhere: Arc<dyn HeldElsewhere>,
+    /// The ledger shared with other hosts, when `[state] ledger` names one; the local
+    /// `ledger` then stays empty.
+    shared: Option<Arc<dyn SharedLedger>>,
 }
 
 mod manager;

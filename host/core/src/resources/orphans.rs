@@ -2,6 +2,7 @@
 //! exited are reclaimed by a background task, each with an `OrphanReclaimed` event.
 
 use super::{Allocation, ResourceManager};
+use crate::events::Event;
 use crate::events::ReleaseReason;
 use std::time::Duration;
 
@@ -48,7 +49,12 @@ pub fn spawn_reaper(manager: ResourceManager, interval: Duration) -> tokio::task
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let reclaimed = manager.reclaim_orphans();
+            // A shared ledger answers over the network: off the async workers.
+            let m = manager.clone();
+            let Ok(reclaimed) = tokio::task::spawn_blocking(move || m.reclaim_orphans()).await
+            else {
+                continue;
+            };
             if !reclaimed.is_empty() {
                 tracing::info!(count = reclaimed.len(), "reclaimed orphaned allocations");
             }
@@ -60,6 +66,30 @@ impl ResourceManager {
     /// Reclaims expired leases and allocations whose owner process is gone, with an
     /// `OrphanReclaimed` event each. Returns what was reclaimed.
     pub fn reclaim_orphans(&self) -> Vec<Allocation> {
+        if let Some(shared) = &self.inner.shared {
+            let reaped = match shared.reap(self.inner.probe.as_ref()) {
+                Ok(r) => r,
+                // Nothing is reaped by a host that cannot see the ledger; the next tick
+                // (or another host) will.
+                Err(e) => {
+                    tracing::debug!(error = %e, "reaping skipped: the shared ledger is unavailable");
+                    return Vec::new();
+                }
+            };
+            let mut out = Vec::with_capacity(reaped.len());
+            for (a, reason) in reaped {
+                self.inner.stats.lock().reclaimed += 1;
+                self.inner.events.publish(Event::OrphanReclaimed {
+                    id: a.id,
+                    tenant: a.tenant.clone(),
+                    kind: a.kind,
+                    amount: a.amount,
+                    reason,
+                });
+                out.push(a);
+            }
+            return out;
+        }
         let now = self.inner.clock.now_ms();
         let (expired, pids) = {
             let l = self.inner.ledger.lock();

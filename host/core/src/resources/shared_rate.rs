@@ -1,8 +1,10 @@
 //! Rate limits shared by every host on one Redis: GCRA in one Lua script per check, on
 //! Redis' clock (`TIME`), so replicas whose clocks disagree still enforce one limit.
 //!
-//! Keys are `PREFIX:{TENANT}:gcra` — hash-tagged by tenant, so a Redis Cluster keeps each
-//! tenant's keys in one slot and never answers CROSSSLOT. The script is sent as `EVALSHA`
+//! Keys are `PREFIX:{TENANT}:gcra` and `PREFIX:{TENANT}:hosts` (the hosts that checked the
+//! tenant lately) — hash-tagged by tenant, so a Redis Cluster keeps each script's keys in one
+//! slot and never answers CROSSSLOT. `redis+cluster://HOST:PORT,HOST:PORT` names a cluster
+//! by its seed nodes (the cluster client follows MOVED/ASK redirections). The script is sent as `EVALSHA`
 //! with a `NOSCRIPT` fallback (`redis::Script`). A tenant known to be over its limit is
 //! answered locally until its retry time ("denied until"), without a round trip.
 //! When Redis does not answer within the backend timeout the check fails open to the
@@ -50,10 +52,22 @@ pub enum SharedRateError {
     Unavailable(String),
 }
 
+/// One Redis server, or a Cluster by its seed nodes.
+enum Client {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
 /// A rate limiter whose state lives on Redis.
 pub struct SharedRateLimiter {
-    client: redis::Client,
-    conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    client: Client,
+    conn: tokio::sync::Mutex<Option<Conn>>,
     script: redis::Script,
     prefix: String,
     host_id: String,
@@ -103,8 +117,24 @@ pub enum SharedAnswer {
 impl SharedRateLimiter {
     /// A limiter on `opts.url` (no connection is made until the first check).
     pub fn new(opts: SharedRateOptions, events: EventBus) -> Result<Self, SharedRateError> {
-        let client = redis::Client::open(opts.url.as_str())
-            .map_err(|e| SharedRateError::Unavailable(format!("bad URL: {e}")))?;
+        let bad = |e: redis::RedisError| SharedRateError::Unavailable(format!("bad URL: {e}"));
+        let client = match opts.url.strip_prefix("redis+cluster://") {
+            Some(nodes) => {
+                let seeds: Vec<String> = nodes
+                    .split(',')
+                    .filter(|n| !n.trim().is_empty())
+                    .map(|n| format!("redis://{}", n.trim()))
+                    .collect();
+                Client::Cluster(
+                    redis::cluster::ClusterClientBuilder::new(seeds)
+                        .connection_timeout(opts.timeout)
+                        .response_timeout(opts.timeout)
+                        .build()
+                        .map_err(bad)?,
+                )
+            }
+            None => Client::Single(redis::Client::open(opts.url.as_str()).map_err(bad)?),
+        };
         Ok(SharedRateLimiter {
             client,
             conn: tokio::sync::Mutex::new(None),
@@ -146,7 +176,7 @@ impl SharedRateLimiter {
         let tolerance_us = interval_us * u64::from(per_minute);
         let keys = [
             format!("{}:{{{tenant}}}:gcra", self.prefix),
-            format!("{}:hosts", self.prefix),
+            format!("{}:{{{tenant}}}:hosts", self.prefix),
         ];
         let answer = tokio::time::timeout(self.timeout, async {
             // One multiplexed connection shared by every check; made on first use.
@@ -155,27 +185,36 @@ impl SharedRateLimiter {
                 match guard.as_ref() {
                     Some(c) => c.clone(),
                     None => {
-                        let cfg = redis::AsyncConnectionConfig::new()
-                            .set_connection_timeout(Some(self.timeout))
-                            .set_response_timeout(Some(self.timeout));
-                        let c = self
-                            .client
-                            .get_multiplexed_async_connection_with_config(&cfg)
-                            .await?;
+                        let c = match &self.client {
+                            Client::Single(client) => {
+                                let cfg = redis::AsyncConnectionConfig::new()
+                                    .set_connection_timeout(Some(self.timeout))
+                                    .set_response_timeout(Some(self.timeout));
+                                Conn::Single(
+                                    client
+                                        .get_multiplexed_async_connection_with_config(&cfg)
+                                        .await?,
+                                )
+                            }
+                            Client::Cluster(client) => {
+                                Conn::Cluster(client.get_async_connection().await?)
+                            }
+                        };
                         guard.insert(c).clone()
                     }
                 }
             };
-            let r: redis::RedisResult<Vec<i64>> = self
-                .script
-                .key(&keys[0])
+            let mut invocation = self.script.key(&keys[0]);
+            invocation
                 .key(&keys[1])
                 .arg(interval_us)
                 .arg(tolerance_us)
                 .arg(cost)
-                .arg(&self.host_id)
-                .invoke_async(&mut conn)
-                .await;
+                .arg(&self.host_id);
+            let r: redis::RedisResult<Vec<i64>> = match &mut conn {
+                Conn::Single(c) => invocation.invoke_async(c).await,
+                Conn::Cluster(c) => invocation.invoke_async(c).await,
+            };
             if r.is_err() {
                 // A broken connection is rebuilt on the next check.
                 *self.conn.lock().await = None;

@@ -150,7 +150,7 @@ fn release_twice_is_an_error_not_a_double_count() {
         m.release(a.id),
         Err(ResourceError::UnknownAllocation { id: a.id })
     );
-    assert_eq!(m.usage().global[0].used, 0);
+    assert_eq!(m.usage().unwrap().global[0].used, 0);
     m.check_invariants().unwrap();
 }
 
@@ -161,9 +161,12 @@ fn higher_priority_preempts_lower_priority_of_the_same_tenant() {
     let low1 = m.allocate(req("a", ResourceKind::Memory, 40, 1)).unwrap();
     let low2 = m.allocate(req("a", ResourceKind::Memory, 40, 2)).unwrap();
     let high = m.allocate(req("a", ResourceKind::Memory, 50, 9)).unwrap();
-    assert!(m.get(low1.id).is_none(), "lowest priority goes first");
-    assert!(m.get(low2.id).is_some());
-    assert_eq!(m.get(high.id).unwrap().amount, 50);
+    assert!(
+        m.get(low1.id).unwrap().is_none(),
+        "lowest priority goes first"
+    );
+    assert!(m.get(low2.id).unwrap().is_some());
+    assert_eq!(m.get(high.id).unwrap().unwrap().amount, 50);
     assert!(names(&bus).contains(&"ResourceReleased"));
     // Equal priority cannot preempt.
     let err = m
@@ -206,7 +209,7 @@ fn a_policy_cannot_preempt_what_was_not_offered() {
         .unwrap_err();
     assert!(matches!(err, ResourceError::QuotaExceeded { .. }));
     assert!(
-        m.get(other.id).is_some(),
+        m.get(other.id).unwrap().is_some(),
         "tenant a's allocation must survive"
     );
 }
@@ -253,7 +256,7 @@ fn leases_expire_unless_renewed() {
         reclaimed.iter().map(|a| a.id).collect::<Vec<_>>(),
         vec![lost.id]
     );
-    assert!(m.get(kept.id).is_some());
+    assert!(m.get(kept.id).unwrap().is_some());
     assert!(names(&bus).contains(&"OrphanReclaimed"));
     assert_eq!(
         m.renew(lost.id),
@@ -368,7 +371,7 @@ fn usage_reports_global_and_tenant_views() {
     let (m, ..) = manager();
     m.set_quota("a", ResourceKind::Memory, Some(200)).unwrap();
     m.allocate(req("a", ResourceKind::Memory, 50, 0)).unwrap();
-    let u = m.usage();
+    let u = m.usage().unwrap();
     assert_eq!(u.allocations, 1);
     let mem = &u.global[0];
     assert_eq!(
@@ -447,10 +450,10 @@ proptest! {
             }
             m.check_invariants()
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let u = m.usage();
+            let u = m.usage().unwrap();
             for k in &u.global {
                 prop_assert!(k.used <= k.limit.unwrap(), "global {} over its limit", k.kind);
-                let live: u64 = m.allocations(&AllocationFilter { kind: Some(k.kind), ..Default::default() }).iter().map(|a| a.amount).sum();
+                let live: u64 = m.allocations(&AllocationFilter { kind: Some(k.kind), ..Default::default() }).unwrap().iter().map(|a| a.amount).sum();
                 prop_assert_eq!(live, k.used);
             }
         }
@@ -489,15 +492,18 @@ fn a_preemption_that_frees_too_little_releases_nothing() {
         .allocate(req("a", ResourceKind::Memory, 95, 9))
         .unwrap_err();
     assert!(matches!(err, ResourceError::QuotaExceeded { .. }), "{err}");
-    assert!(m.get(small.id).is_some(), "the victim must not be released");
-    assert!(m.get(big.id).is_some());
+    assert!(
+        m.get(small.id).unwrap().is_some(),
+        "the victim must not be released"
+    );
+    assert!(m.get(big.id).unwrap().is_some());
     assert_eq!(m.stats().preempted, 0);
     assert!(!names(&bus).contains(&"ResourceReleased"));
-    assert_eq!(m.tenant_usage("a").kinds[0].used, 90);
+    assert_eq!(m.tenant_usage("a").unwrap().kinds[0].used, 90);
     m.check_invariants().unwrap();
     // A request the same victim does cover goes through, victim and grant together.
     let ok = m.allocate(req("a", ResourceKind::Memory, 15, 9)).unwrap();
-    assert!(m.get(small.id).is_none());
-    assert!(m.get(ok.id).is_some());
+    assert!(m.get(small.id).unwrap().is_none());
+    assert!(m.get(ok.id).unwrap().is_some());
     m.check_invariants().unwrap();
 }

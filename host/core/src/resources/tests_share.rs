@@ -66,7 +66,7 @@ fn tenant_defaults_apply_to_tenants_without_their_own_quota() {
         Err(ResourceError::QuotaExceeded { limit: 300, .. })
     ));
     m.allocate(mem("big", 700, 0)).unwrap();
-    let u = m.tenant_usage("anyone");
+    let u = m.tenant_usage("anyone").unwrap();
     assert_eq!(u.kinds[0].limit, Some(300), "usage shows the default quota");
 }
 

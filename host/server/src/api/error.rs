@@ -133,6 +133,11 @@ impl From<ResourceError> for ApiError {
                 e.retry_after_s = Some(5);
                 e
             }
+            ResourceError::Unavailable { .. } => {
+                let mut e = ApiError::unavailable(msg);
+                e.retry_after_s = Some(1);
+                e
+            }
         }
     }
 }

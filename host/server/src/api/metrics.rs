@@ -199,7 +199,8 @@ fn render(host: &rmhost_core::host::Host) -> String {
         }
     }
 
-    let ledger = host.resources.usage();
+    // A shared ledger that cannot answer shows as BackendDown, not as a scrape error.
+    let ledger = host.resources.usage().unwrap_or_default();
     w.family(
         "allocation_used",
         "gauge",

@@ -65,10 +65,9 @@ pub async fn get_one(
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Allocation>, ApiError> {
     let id = parse_id(p)?;
-    let a = s
-        .host
-        .resources
-        .get(id)
+    let m = s.host.resources.clone();
+    let a = blocking(move || m.get(id))
+        .await??
         .ok_or_else(|| ApiError::not_found(format!("no live allocation with id {id}")))?;
     visible(&caller, &a)?;
     Ok(Json(a))
@@ -81,10 +80,15 @@ pub async fn release(
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Allocation>, ApiError> {
     let id = parse_id(p)?;
-    if let Some(a) = s.host.resources.get(id) {
-        visible(&caller, &a)?;
-    }
-    Ok(Json(s.host.resources.release(id)?))
+    let m = s.host.resources.clone();
+    let a = blocking(move || {
+        if let Some(a) = m.get(id)? {
+            visible(&caller, &a)?;
+        }
+        Ok::<_, ApiError>(m.release(id)?)
+    })
+    .await??;
+    Ok(Json(a))
 }
 
 /// `POST /v1/allocations/{id}/renew`.
@@ -94,10 +98,15 @@ pub async fn renew(
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Allocation>, ApiError> {
     let id = parse_id(p)?;
-    if let Some(a) = s.host.resources.get(id) {
-        visible(&caller, &a)?;
-    }
-    Ok(Json(s.host.resources.renew(id)?))
+    let m = s.host.resources.clone();
+    let a = blocking(move || {
+        if let Some(a) = m.get(id)? {
+            visible(&caller, &a)?;
+        }
+        Ok::<_, ApiError>(m.renew(id)?)
+    })
+    .await??;
+    Ok(Json(a))
 }
 
 /// Query of `GET /v1/allocations`.
@@ -125,11 +134,13 @@ pub async fn list(
         (Some(own), _) => Some(own.to_string()),
         (None, asked) => asked,
     };
-    Ok(Json(s.host.resources.allocations(&AllocationFilter {
+    let m = s.host.resources.clone();
+    let filter = AllocationFilter {
         tenant,
         kind: q.kind,
         owner: q.owner,
-    })))
+    };
+    Ok(Json(blocking(move || m.allocations(&filter)).await??))
 }
 
 /// Body of `PUT /v1/tenants/{t}/quotas`: a limit per kind; `null` removes one, an absent
@@ -179,22 +190,27 @@ pub async fn put_quotas(
     if b.requests_per_minute == Some(Some(0)) {
         return Err(ApiError::invalid("requests_per_minute: must be at least 1"));
     }
-    let m = &s.host.resources;
-    for (kind, v) in [
-        (ResourceKind::Memory, b.memory),
-        (ResourceKind::Cpu, b.cpu),
-        (ResourceKind::Connections, b.connections),
-        (ResourceKind::Requests, b.requests),
-        (ResourceKind::FileHandles, b.file_handles),
-    ] {
-        if let Some(limit) = v {
-            m.set_quota(&tenant, kind, limit)?;
+    let m = s.host.resources.clone();
+    let t = tenant.clone();
+    blocking(move || {
+        for (kind, v) in [
+            (ResourceKind::Memory, b.memory),
+            (ResourceKind::Cpu, b.cpu),
+            (ResourceKind::Connections, b.connections),
+            (ResourceKind::Requests, b.requests),
+            (ResourceKind::FileHandles, b.file_handles),
+        ] {
+            if let Some(limit) = v {
+                m.set_quota(&t, kind, limit)?;
+            }
         }
-    }
-    if let Some(rpm) = b.requests_per_minute {
-        m.rate_limits().set_override(&tenant, rpm);
-    }
-    Ok(Json(quotas_of(&s, &tenant)))
+        if let Some(rpm) = b.requests_per_minute {
+            m.set_rate_override(&t, rpm)?;
+        }
+        Ok::<_, ApiError>(())
+    })
+    .await??;
+    Ok(Json(quotas_of(&s, &tenant).await?))
 }
 
 /// `GET /v1/tenants/{t}/quotas`: limits and current use per kind.
@@ -205,11 +221,13 @@ pub async fn get_quotas(
 ) -> Result<Json<Quotas>, ApiError> {
     let Path(tenant) = p?;
     caller.check(&tenant)?;
-    Ok(Json(quotas_of(&s, &tenant)))
+    Ok(Json(quotas_of(&s, &tenant).await?))
 }
 
-fn quotas_of(s: &AppState, tenant: &str) -> Quotas {
-    let usage = s.host.resources.tenant_usage(tenant);
+async fn quotas_of(s: &AppState, tenant: &str) -> Result<Quotas, ApiError> {
+    let m = s.host.resources.clone();
+    let t = tenant.to_string();
+    let usage = blocking(move || m.tenant_usage(&t)).await??;
     let quotas = usage
         .kinds
         .into_iter()
@@ -223,11 +241,11 @@ fn quotas_of(s: &AppState, tenant: &str) -> Quotas {
             (k.kind.as_str().to_string(), entry)
         })
         .collect();
-    Quotas {
+    Ok(Quotas {
         tenant: tenant.to_string(),
         quotas,
         requests_per_minute: usage.requests_per_minute_limit,
-    }
+    })
 }
 
 /// Body of `POST /v1/ratelimit/check`.
@@ -280,10 +298,11 @@ pub async fn usage(
     caller: Caller,
 ) -> Result<Json<UsageReport>, ApiError> {
     let host = s.host.clone();
-    let (usage, mut ledger) =
+    let (usage, ledger) =
         tokio::task::spawn_blocking(move || (host.telemetry.usage(), host.resources.usage()))
             .await
             .map_err(ApiError::internal)?;
+    let mut ledger = ledger?;
     if let Some(own) = caller.tenant() {
         ledger.tenants.retain(|t| t.tenant == own);
     }

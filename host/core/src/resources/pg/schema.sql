@@ -1,0 +1,262 @@
+-- rmhost's shared ledger, schema version 1. Applied at start under an advisory lock by the
+-- first host to reach an empty database; later hosts check `rm_schema.version`.
+--
+-- Lock order, kept by every function so no two hosts can deadlock: an allocation row
+-- (release, reap), then a tenant's counter row, then the global counter row. A grant takes
+-- its victims with SKIP LOCKED, so it never waits on an allocation row while holding a
+-- counter.
+
+CREATE TABLE IF NOT EXISTS rm_schema (version integer NOT NULL);
+
+-- Ids come from one sequence: unique across hosts and restarts, never reused.
+CREATE SEQUENCE IF NOT EXISTS rm_allocation_id;
+
+CREATE TABLE IF NOT EXISTS rm_allocations (
+    id         bigint PRIMARY KEY,
+    tenant     text NOT NULL,
+    kind       text NOT NULL,
+    amount     bigint NOT NULL CHECK (amount > 0),
+    owner      text NOT NULL,
+    priority   smallint NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    ttl_ms     bigint,
+    expires_at timestamptz,
+    pid        integer,
+    host       text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rm_allocations_tenant ON rm_allocations (tenant, kind, priority);
+CREATE INDEX IF NOT EXISTS rm_allocations_expiry ON rm_allocations (expires_at)
+    WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rm_allocations_pid ON rm_allocations (host) WHERE pid IS NOT NULL;
+
+-- Running totals per (tenant, kind); tenant '' is the global row (no tenant can be named
+-- ''). `version` moves on every change, for the quota policy's optimistic commit.
+CREATE TABLE IF NOT EXISTS rm_usage (
+    tenant  text NOT NULL,
+    kind    text NOT NULL,
+    used    bigint NOT NULL DEFAULT 0,
+    count   bigint NOT NULL DEFAULT 0,
+    version bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, kind)
+);
+
+CREATE TABLE IF NOT EXISTS rm_quotas (
+    tenant text NOT NULL,
+    kind   text NOT NULL,
+    lim    bigint NOT NULL CHECK (lim >= 0),
+    PRIMARY KEY (tenant, kind)
+);
+
+CREATE TABLE IF NOT EXISTS rm_rate_overrides (
+    tenant              text PRIMARY KEY,
+    requests_per_minute integer NOT NULL CHECK (requests_per_minute > 0)
+);
+
+CREATE TABLE IF NOT EXISTS rm_hosts (
+    host_id   text PRIMARY KEY,
+    started   timestamptz NOT NULL DEFAULT now(),
+    heartbeat timestamptz NOT NULL DEFAULT now()
+);
+
+-- Policy bindings and cache definitions, as the API accepted them (JSON), so a restarted
+-- host, or a new one, serves what the others do.
+CREATE TABLE IF NOT EXISTS rm_bindings (
+    tenant text NOT NULL,
+    hook   text NOT NULL,
+    policy text NOT NULL,
+    PRIMARY KEY (tenant, hook)
+);
+CREATE TABLE IF NOT EXISTS rm_caches (
+    tenant     text NOT NULL,
+    name       text NOT NULL,
+    definition jsonb NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+
+CREATE OR REPLACE FUNCTION rm_ms(t timestamptz) RETURNS bigint
+    LANGUAGE sql IMMUTABLE AS $$ SELECT (extract(epoch FROM t) * 1000)::bigint $$;
+
+CREATE OR REPLACE FUNCTION rm_json(a rm_allocations) RETURNS jsonb
+    LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', a.id, 'tenant', a.tenant, 'kind', a.kind, 'amount', a.amount,
+        'owner', a.owner, 'priority', a.priority, 'created_ms', rm_ms(a.created_at),
+        'ttl_ms', a.ttl_ms, 'expires_ms', rm_ms(a.expires_at), 'pid', a.pid, 'host', a.host)
+$$;
+
+-- Every ledger change is announced on channel rm_ledger, for the other hosts' event streams.
+CREATE OR REPLACE FUNCTION rm_announce(p_host text, p_what text, p_body jsonb) RETURNS void
+    LANGUAGE sql AS $$
+    SELECT pg_notify('rm_ledger',
+        jsonb_build_object('host', p_host, 'what', p_what, 'body', p_body)::text)
+$$;
+
+-- What a quota policy is shown: the tenant's totals and their version, its quota (the
+-- database's, else the default passed in; -1 = none), global use, and when the grant would
+-- not fit the quota, the tenant's allocations of the kind below the request's priority
+-- (lowest priority, then oldest, first).
+CREATE OR REPLACE FUNCTION rm_snapshot(p_tenant text, p_kind text, p_amount bigint,
+        p_priority smallint, p_default_quota bigint, p_elsewhere bigint)
+    RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    u rm_usage; g rm_usage; q bigint; holders jsonb := '[]'::jsonb;
+BEGIN
+    SELECT * INTO u FROM rm_usage WHERE tenant = p_tenant AND kind = p_kind;
+    SELECT * INTO g FROM rm_usage WHERE tenant = '' AND kind = p_kind;
+    SELECT lim INTO q FROM rm_quotas WHERE tenant = p_tenant AND kind = p_kind;
+    IF q IS NULL AND p_default_quota >= 0 THEN q := p_default_quota; END IF;
+    IF q IS NOT NULL AND coalesce(u.used, 0) + p_elsewhere > q - p_amount THEN
+        SELECT coalesce(jsonb_agg(jsonb_build_object('allocation', h.id, 'owner', h.owner,
+                   'amount', h.amount, 'priority', h.priority,
+                   'age_ms', greatest(0, rm_ms(now()) - rm_ms(h.created_at)))
+                   ORDER BY h.priority, h.created_at, h.id), '[]'::jsonb)
+          INTO holders
+          FROM (SELECT * FROM rm_allocations
+                 WHERE tenant = p_tenant AND kind = p_kind AND priority < p_priority
+                 ORDER BY priority, created_at, id LIMIT 1000) h;
+    END IF;
+    RETURN jsonb_build_object('used', coalesce(u.used, 0), 'count', coalesce(u.count, 0),
+        'version', coalesce(u.version, 0), 'quota', q, 'global_used', coalesce(g.used, 0),
+        'holders', holders);
+END $$;
+
+-- A grant, all or nothing: the tenant's counter row is locked, its version checked
+-- (p_version < 0: no check), the victims taken (SKIP LOCKED: one another host is
+-- releasing is not freed here), the quota and the global limit checked counting what the
+-- victims free, then victims deleted, counters moved and the allocation inserted.
+-- Answers {"status": "granted" | "conflict" | "quota" | "limit", ...}.
+CREATE OR REPLACE FUNCTION rm_grant(p_tenant text, p_kind text, p_amount bigint,
+        p_default_quota bigint, p_global_limit bigint, p_elsewhere bigint,
+        p_version bigint, p_victims bigint[], p_owner text, p_priority smallint,
+        p_ttl_ms bigint, p_pid integer, p_host text)
+    RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    u rm_usage; g rm_usage; q bigint; freed bigint := 0; nv bigint := 0;
+    victims jsonb := '[]'::jsonb; a rm_allocations; v rm_allocations;
+BEGIN
+    INSERT INTO rm_usage (tenant, kind) VALUES (p_tenant, p_kind) ON CONFLICT DO NOTHING;
+    SELECT * INTO u FROM rm_usage WHERE tenant = p_tenant AND kind = p_kind FOR UPDATE;
+    IF p_version >= 0 AND u.version <> p_version THEN
+        RETURN jsonb_build_object('status', 'conflict');
+    END IF;
+    IF p_victims IS NOT NULL AND cardinality(p_victims) > 0 THEN
+        SELECT coalesce(sum(amount), 0), count(*) INTO freed, nv FROM (
+            SELECT amount FROM rm_allocations
+             WHERE id = ANY(p_victims) AND tenant = p_tenant AND kind = p_kind
+               AND priority < p_priority
+             FOR UPDATE SKIP LOCKED) x;
+    END IF;
+    SELECT lim INTO q FROM rm_quotas WHERE tenant = p_tenant AND kind = p_kind;
+    IF q IS NULL AND p_default_quota >= 0 THEN q := p_default_quota; END IF;
+    IF q IS NOT NULL AND u.used + p_elsewhere - freed > q - p_amount THEN
+        RETURN jsonb_build_object('status', 'quota', 'used', u.used + p_elsewhere, 'limit', q);
+    END IF;
+    INSERT INTO rm_usage (tenant, kind) VALUES ('', p_kind) ON CONFLICT DO NOTHING;
+    SELECT * INTO g FROM rm_usage WHERE tenant = '' AND kind = p_kind FOR UPDATE;
+    IF g.used - freed > p_global_limit - p_amount THEN
+        RETURN jsonb_build_object('status', 'limit', 'used', g.used, 'limit', p_global_limit);
+    END IF;
+    IF nv > 0 THEN
+        FOR v IN DELETE FROM rm_allocations
+                  WHERE id IN (SELECT id FROM rm_allocations
+                                WHERE id = ANY(p_victims) AND tenant = p_tenant
+                                  AND kind = p_kind AND priority < p_priority
+                                FOR UPDATE SKIP LOCKED)
+                  RETURNING * LOOP
+            victims := victims || jsonb_build_array(rm_json(v));
+        END LOOP;
+    END IF;
+    INSERT INTO rm_allocations (id, tenant, kind, amount, owner, priority, ttl_ms,
+                                expires_at, pid, host)
+        VALUES (nextval('rm_allocation_id'), p_tenant, p_kind, p_amount, p_owner, p_priority,
+                p_ttl_ms, now() + make_interval(secs => p_ttl_ms / 1000.0), p_pid, p_host)
+        RETURNING * INTO a;
+    UPDATE rm_usage SET used = used - freed + p_amount, count = count - nv + 1,
+                        version = version + 1
+     WHERE tenant = p_tenant AND kind = p_kind RETURNING * INTO u;
+    UPDATE rm_usage SET used = used - freed + p_amount, count = count - nv + 1,
+                        version = version + 1
+     WHERE tenant = '' AND kind = p_kind RETURNING * INTO g;
+    IF nv > 0 THEN
+        PERFORM rm_announce(p_host, 'preempted', victims);
+    END IF;
+    RETURN jsonb_build_object('status', 'granted', 'allocation', rm_json(a),
+        'preempted', victims, 'tenant_used', u.used, 'global_used', g.used);
+END $$;
+
+-- A release (or reclaim): the allocation row is locked first, then the counters. Answers
+-- the released allocation, or NULL when it is not live. p_only_expired / p_only_host make
+-- the reaper's release conditional on the reason still holding.
+CREATE OR REPLACE FUNCTION rm_release(p_id bigint, p_host text, p_reason text)
+    RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    a rm_allocations;
+BEGIN
+    SELECT * INTO a FROM rm_allocations WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN RETURN NULL; END IF;
+    IF p_reason = 'lease_expired' AND (a.expires_at IS NULL OR a.expires_at > now()) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM 1 FROM rm_usage WHERE tenant = a.tenant AND kind = a.kind FOR UPDATE;
+    DELETE FROM rm_allocations WHERE id = p_id;
+    UPDATE rm_usage SET used = used - a.amount, count = count - 1, version = version + 1
+     WHERE tenant = a.tenant AND kind = a.kind;
+    UPDATE rm_usage SET used = used - a.amount, count = count - 1, version = version + 1
+     WHERE tenant = '' AND kind = a.kind;
+    PERFORM rm_announce(p_host, p_reason, jsonb_build_array(rm_json(a)));
+    RETURN rm_json(a);
+END $$;
+
+-- Expired leases and the pid-bound allocations of hosts whose heartbeat lapsed, up to
+-- p_limit, taken with SKIP LOCKED so hosts reaping at once share the work.
+CREATE OR REPLACE FUNCTION rm_reap(p_host text, p_lapse_ms bigint, p_limit integer)
+    RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    r record; out jsonb := '[]'::jsonb; one jsonb;
+BEGIN
+    FOR r IN SELECT a.id, CASE WHEN a.expires_at <= now() THEN 'lease_expired'
+                               ELSE 'owner_gone' END AS reason
+               FROM rm_allocations a
+              WHERE a.expires_at <= now()
+                 OR (a.pid IS NOT NULL AND a.host <> p_host AND NOT EXISTS (
+                        SELECT 1 FROM rm_hosts h WHERE h.host_id = a.host
+                           AND h.heartbeat > now() - make_interval(secs => p_lapse_ms / 1000.0)))
+              ORDER BY a.id LIMIT p_limit
+              FOR UPDATE OF a SKIP LOCKED LOOP
+        one := rm_release(r.id, p_host, r.reason);
+        IF one IS NOT NULL THEN
+            out := out || jsonb_build_array(jsonb_build_object('reason', r.reason, 'allocation', one));
+        END IF;
+    END LOOP;
+    RETURN out;
+END $$;
+
+-- Drift repair: counters recomputed from the live rows (as Kubernetes' quota controller
+-- recomputes usage). Answers how many counter rows were wrong.
+CREATE OR REPLACE FUNCTION rm_repair() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    fixed integer;
+BEGIN
+    LOCK TABLE rm_usage IN EXCLUSIVE MODE;
+    LOCK TABLE rm_allocations IN SHARE MODE;
+    WITH truth AS (
+        SELECT tenant, kind, sum(amount)::bigint AS used, count(*)::bigint AS count
+          FROM rm_allocations GROUP BY tenant, kind
+        UNION ALL
+        SELECT '', kind, sum(amount)::bigint, count(*)::bigint FROM rm_allocations GROUP BY kind
+    ), wrong AS (
+        SELECT coalesce(t.tenant, u.tenant) AS tenant, coalesce(t.kind, u.kind) AS kind,
+               coalesce(t.used, 0) AS used, coalesce(t.count, 0) AS count
+          FROM truth t FULL JOIN rm_usage u ON u.tenant = t.tenant AND u.kind = t.kind
+         WHERE coalesce(t.used, 0) <> coalesce(u.used, 0)
+            OR coalesce(t.count, 0) <> coalesce(u.count, 0)
+    ), upd AS (
+        INSERT INTO rm_usage AS x (tenant, kind, used, count)
+             SELECT tenant, kind, used, count FROM wrong
+        ON CONFLICT (tenant, kind) DO UPDATE
+            SET used = excluded.used, count = excluded.count, version = x.version + 1
+        RETURNING 1
+    )
+    SELECT count(*) INTO fixed FROM upd;
+    RETURN fixed;
+END $$;
