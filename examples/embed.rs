@@ -81,7 +81,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => println!("refused {mb} MiB: {e}"),
         }
     }
-    let usage = host.resources.tenant_usage("acme");
+    let usage = host.resources.tenant_usage("acme")?;
     let memory = usage
         .kinds
         .iter()
