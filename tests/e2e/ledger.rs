@@ -196,6 +196,7 @@ async fn kill_9_keeps_what_was_acknowledged_and_the_others_reclaim_the_rest() {
         "a reclaimed id stays gone; it is never given out again"
     );
     let _ = sleeper.kill();
+    let _ = sleeper.wait();
 }
 
 /// A PostgreSQL cluster of the test's own on a private port, so the test can stop it.

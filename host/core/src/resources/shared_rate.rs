@@ -55,7 +55,8 @@ pub enum SharedRateError {
 /// One Redis server, or a Cluster by its seed nodes.
 enum Client {
     Single(redis::Client),
-    Cluster(redis::cluster::ClusterClient),
+    // Boxed: the cluster client is much larger, and there is one per host.
+    Cluster(Box<redis::cluster::ClusterClient>),
 }
 
 #[derive(Clone)]
@@ -125,13 +126,13 @@ impl SharedRateLimiter {
                     .filter(|n| !n.trim().is_empty())
                     .map(|n| format!("redis://{}", n.trim()))
                     .collect();
-                Client::Cluster(
+                Client::Cluster(Box::new(
                     redis::cluster::ClusterClientBuilder::new(seeds)
                         .connection_timeout(opts.timeout)
                         .response_timeout(opts.timeout)
                         .build()
                         .map_err(bad)?,
-                )
+                ))
             }
             None => Client::Single(redis::Client::open(opts.url.as_str()).map_err(bad)?),
         };
