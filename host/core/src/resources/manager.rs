@@ -266,23 +266,7 @@ impl ResourceManager {
             QuotaDecision::Grant => Vec::new(),
             QuotaDecision::Deny(reason) => {
                 let t = ledger.tenant_totals(&req.tenant, req.kind);
-                return Err(match quota {
-                    Some(limit) if used_of(t).saturating_add(req.amount) > limit => {
-                        ResourceError::QuotaExceeded {
-                            tenant: req.tenant.clone(),
-                            kind: req.kind,
-                            used: used_of(t),
-                            requested: req.amount,
-                            limit,
-                        }
-                    }
-                    _ => ResourceError::Denied {
-                        tenant: req.tenant.clone(),
-                        kind: req.kind,
-                        policy: policy.name_for(&req.tenant),
-                        reason: crate::limits::truncate_reason(reason),
-                    },
-                });
+                return Err(refusal(req, used_of(t), quota, &policy, reason));
             }
             // Only what was offered may go, and only if it is still what was offered.
             QuotaDecision::Preempt(ids) => {
@@ -548,5 +532,31 @@ impl ResourceManager {
             .renew(id, now)
             .cloned()
             .ok_or(ResourceError::UnknownAllocation { id })
+    }
+}
+
+/// What a policy's denial is reported as: over the quota when the request does not fit it
+/// (whatever the policy's reason), else the policy's own refusal.
+pub(super) fn refusal(
+    req: &AllocationRequest,
+    used: u64,
+    quota: Option<u64>,
+    policy: &Arc<dyn QuotaPolicy>,
+    reason: String,
+) -> ResourceError {
+    match quota {
+        Some(limit) if used.saturating_add(req.amount) > limit => ResourceError::QuotaExceeded {
+            tenant: req.tenant.clone(),
+            kind: req.kind,
+            used,
+            requested: req.amount,
+            limit,
+        },
+        _ => ResourceError::Denied {
+            tenant: req.tenant.clone(),
+            kind: req.kind,
+            policy: policy.name_for(&req.tenant),
+            reason: crate::limits::truncate_reason(reason),
+        },
     }
 }

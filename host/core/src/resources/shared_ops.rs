@@ -55,23 +55,7 @@ impl ResourceManager {
             let victims = match policy.decide(&qreq, &state, &system, &snap.holders) {
                 QuotaDecision::Grant => Vec::new(),
                 QuotaDecision::Deny(reason) => {
-                    return Err(match snap.quota {
-                        Some(limit) if used.saturating_add(req.amount) > limit => {
-                            ResourceError::QuotaExceeded {
-                                tenant: req.tenant.clone(),
-                                kind: req.kind,
-                                used,
-                                requested: req.amount,
-                                limit,
-                            }
-                        }
-                        _ => ResourceError::Denied {
-                            tenant: req.tenant.clone(),
-                            kind: req.kind,
-                            policy: policy.name_for(&req.tenant),
-                            reason: crate::limits::truncate_reason(reason),
-                        },
-                    });
+                    return Err(manager::refusal(req, used, snap.quota, &policy, reason));
                 }
                 // Only what was offered may go.
                 QuotaDecision::Preempt(ids) => {
