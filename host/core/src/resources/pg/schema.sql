@@ -58,21 +58,6 @@ CREATE TABLE IF NOT EXISTS rm_hosts (
     heartbeat timestamptz NOT NULL DEFAULT now()
 );
 
--- Policy bindings and cache definitions, as the API accepted them (JSON), so a restarted
--- host, or a new one, serves what the others do.
-CREATE TABLE IF NOT EXISTS rm_bindings (
-    tenant text NOT NULL,
-    hook   text NOT NULL,
-    policy text NOT NULL,
-    PRIMARY KEY (tenant, hook)
-);
-CREATE TABLE IF NOT EXISTS rm_caches (
-    tenant     text NOT NULL,
-    name       text NOT NULL,
-    definition jsonb NOT NULL,
-    PRIMARY KEY (tenant, name)
-);
-
 CREATE OR REPLACE FUNCTION rm_ms(t timestamptz) RETURNS bigint
     LANGUAGE sql IMMUTABLE AS $$ SELECT (extract(epoch FROM t) * 1000)::bigint $$;
 
