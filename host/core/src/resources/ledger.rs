@@ -51,7 +51,8 @@ pub struct Ledger {
     next_id: u64,
 }
 
-fn slot(kind: ResourceKind) -> usize {
+/// A kind's index in [`ResourceKind::ALL`] (the order of per-kind arrays).
+pub(crate) fn slot(kind: ResourceKind) -> usize {
     ResourceKind::ALL
         .iter()
         .position(|k| *k == kind)

@@ -331,7 +331,25 @@ impl ResourceManager {
         let global_used = ledger.global_used(req.kind);
         drop(ledger);
 
-        self.publish_preempted(&preempted);
+        self.after_grant(
+            &alloc,
+            &preempted,
+            (tenant_used, quota),
+            (global_used, global_limit),
+        );
+        Ok(alloc)
+    }
+
+    /// What follows every grant, whichever ledger made it: the preempted victims' events,
+    /// the grant's event and counter, and the 80% / 100% alerts for the tenant and globally.
+    pub(super) fn after_grant(
+        &self,
+        alloc: &Allocation,
+        preempted: &[Allocation],
+        (tenant_used, quota): (u64, Option<u64>),
+        (global_used, global_limit): (u64, u64),
+    ) {
+        self.publish_preempted(preempted);
         self.inner.stats.lock().allocated += 1;
         self.inner.events.publish(Event::ResourceAllocated {
             id: alloc.id,
@@ -341,9 +359,8 @@ impl ResourceManager {
             owner: alloc.owner.clone(),
             priority: alloc.priority,
         });
-        self.check_alerts(Some(&req.tenant), req.kind, tenant_used, quota);
-        self.check_alerts(None, req.kind, global_used, Some(global_limit));
-        Ok(alloc)
+        self.check_alerts(Some(&alloc.tenant), alloc.kind, tenant_used, quota);
+        self.check_alerts(None, alloc.kind, global_used, Some(global_limit));
     }
 
     fn check_global(&self, ledger: &Ledger, req: &AllocationRequest) -> Result<(), ResourceError> {
@@ -360,7 +377,7 @@ impl ResourceManager {
         Ok(())
     }
 
-    pub(super) fn publish_preempted(&self, preempted: &[Allocation]) {
+    fn publish_preempted(&self, preempted: &[Allocation]) {
         if preempted.is_empty() {
             return;
         }
@@ -378,7 +395,7 @@ impl ResourceManager {
     }
 
     /// Announces crossings of 80% and 100% upward, once each until use falls below 80%.
-    pub(super) fn check_alerts(
+    fn check_alerts(
         &self,
         tenant: Option<&str>,
         kind: ResourceKind,

@@ -106,18 +106,12 @@ impl ResourceManager {
                 }
             }
         };
-        self.publish_preempted(&preempted);
-        self.inner.stats.lock().allocated += 1;
-        self.inner.events.publish(Event::ResourceAllocated {
-            id: allocation.id,
-            tenant: allocation.tenant.clone(),
-            kind: allocation.kind,
-            amount: allocation.amount,
-            owner: allocation.owner.clone(),
-            priority: allocation.priority,
-        });
-        self.check_alerts(Some(&req.tenant), req.kind, tenant_used, quota);
-        self.check_alerts(None, req.kind, global_used, Some(global_limit));
+        self.after_grant(
+            &allocation,
+            &preempted,
+            (tenant_used, quota),
+            (global_used, global_limit),
+        );
         Ok(allocation)
     }
 

@@ -154,7 +154,7 @@ impl PgLedger {
         };
         // Migrations may wait for another host's; give them longer than one call.
         let s = shared.clone();
-        ledger.run_for(opts_timeout(&shared) * 20, async move { migrate(&s).await })?;
+        ledger.run_for(shared.opts.timeout * 20, async move { migrate(&s).await })?;
         let s = shared.clone();
         ledger.run(async move { heartbeat(&s).await })?;
         let rt = ledger.rt.as_ref().expect("runtime present until drop");
@@ -168,7 +168,7 @@ impl PgLedger {
         &self,
         fut: impl Future<Output = Result<T, ResourceError>> + Send + 'static,
     ) -> Result<T, ResourceError> {
-        self.run_for(opts_timeout(&self.shared), fut)
+        self.run_for(self.shared.opts.timeout, fut)
     }
 
     fn run_for<T: Send + 'static>(
@@ -204,17 +204,6 @@ impl PgLedger {
                 )))
             })
     }
-}
-
-fn opts_timeout(s: &Shared) -> Duration {
-    s.opts.timeout
-}
-
-/// Maps a database error: a lost connection or a timeout is `Unavailable`; anything else
-/// is a fault of ours or of the schema, reported as unavailable too but with the server's
-/// own message, so the caller sees what PostgreSQL said.
-fn db_error(e: impl std::fmt::Display) -> ResourceError {
-    unavailable(e)
 }
 
 const BUSY: &str = "every connection of the ledger's pool is busy";
@@ -255,27 +244,27 @@ fn mark_up(s: &Shared) {
 
 async fn migrate(s: &Shared) -> Result<(), ResourceError> {
     let mut client = s.pool.get().await.map_err(pool_error)?;
-    let tx = client.transaction().await.map_err(db_error)?;
+    let tx = client.transaction().await.map_err(unavailable)?;
     // A migration may wait for another host's; the per-call statement timeout is for
     // requests, not for this.
     tx.batch_execute("SET LOCAL statement_timeout = '60s'; SET LOCAL lock_timeout = '60s'")
         .await
-        .map_err(db_error)?;
+        .map_err(unavailable)?;
     // Hosts starting together on an empty database: one creates, the others wait and
     // then find the schema in place.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
-        .map_err(db_error)?;
+        .map_err(unavailable)?;
     let exists = tx
         .query_one("SELECT to_regclass('rm_schema') IS NOT NULL", &[])
         .await
-        .map_err(db_error)?
+        .map_err(unavailable)?
         .get::<_, bool>(0);
     if exists {
         let row = tx
             .query_opt("SELECT max(version) FROM rm_schema", &[])
             .await
-            .map_err(db_error)?;
+            .map_err(unavailable)?;
         let found: Option<i32> = row.and_then(|r| r.get(0));
         if let Some(v) = found
             && v > SCHEMA_VERSION
@@ -299,7 +288,7 @@ async fn migrate(s: &Shared) -> Result<(), ResourceError> {
     let fixed: i32 = tx
         .query_one("SELECT rm_repair()", &[])
         .await
-        .map_err(db_error)?
+        .map_err(unavailable)?
         .get(0);
     if fixed > 0 {
         tracing::warn!(
@@ -307,21 +296,21 @@ async fn migrate(s: &Shared) -> Result<(), ResourceError> {
             "shared ledger counters drifted from their rows; repaired"
         );
     }
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await.map_err(unavailable)?;
     Ok(())
 }
 
 async fn apply_schema(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), ResourceError> {
-    tx.batch_execute(SCHEMA).await.map_err(db_error)?;
+    tx.batch_execute(SCHEMA).await.map_err(unavailable)?;
     tx.execute("DELETE FROM rm_schema", &[])
         .await
-        .map_err(db_error)?;
+        .map_err(unavailable)?;
     tx.execute(
         "INSERT INTO rm_schema (version) VALUES ($1)",
         &[&SCHEMA_VERSION],
     )
     .await
-    .map_err(db_error)?;
+    .map_err(unavailable)?;
     Ok(())
 }
 
@@ -335,7 +324,7 @@ async fn heartbeat(s: &Shared) -> Result<(), ResourceError> {
             &[&s.opts.host_id],
         )
         .await
-        .map_err(db_error)?;
+        .map_err(unavailable)?;
     let rows = client
         .query(
             "SELECT kind, used FROM rm_usage WHERE tenant = '' \
@@ -344,13 +333,13 @@ async fn heartbeat(s: &Shared) -> Result<(), ResourceError> {
             &[&lapse_ms],
         )
         .await
-        .map_err(db_error)?;
+        .map_err(unavailable)?;
     for r in rows {
         let (kind, used): (String, i64) = (r.get(0), r.get(1));
         if kind == "#hosts" {
             s.live_hosts.store(used.max(1) as u64, Ordering::Relaxed);
         } else if let Ok(k) = crate::policy::ResourceKind::from_str(&kind) {
-            s.global[ops::slot(k)].store(used.max(0) as u64, Ordering::Relaxed);
+            s.global[super::ledger::slot(k)].store(used.max(0) as u64, Ordering::Relaxed);
         }
     }
     Ok(())

@@ -1,10 +1,11 @@
 //! The shared-ledger operations on PostgreSQL: each is one statement (most of them one
 //! call of a function from `schema.sql`), answered as JSON the manager's types decode.
 
-use super::{PgLedger, db_error, pool_error};
+use super::{PgLedger, pool_error, unavailable};
 use crate::events::ReleaseReason;
 use crate::invariant::InvariantViolation;
 use crate::policy::{Holder, ResourceKind};
+use crate::resources::ledger::slot;
 use crate::resources::shared::{
     Grant, GrantOutcome, RemoteChange, SharedLedger, SharedTotals, Snapshot,
 };
@@ -12,13 +13,6 @@ use crate::resources::{Allocation, AllocationFilter, ProcessProbe, ResourceError
 use serde::Deserialize;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
-
-pub(super) fn slot(kind: ResourceKind) -> usize {
-    ResourceKind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .unwrap_or(0)
-}
 
 /// PostgreSQL's `bigint` is signed: amounts and limits above `i64::MAX` cannot be stored,
 /// and a limit that large is no limit, so limits clamp and amounts are refused.
@@ -102,10 +96,10 @@ impl PgLedger {
         let s = self.shared.clone();
         let text: Option<String> = self.run(async move {
             let client = s.pool.get().await.map_err(pool_error)?;
-            let stmt = client.prepare_cached(sql).await.map_err(db_error)?;
+            let stmt = client.prepare_cached(sql).await.map_err(unavailable)?;
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
-            let row = client.query_opt(&stmt, &refs).await.map_err(db_error)?;
+            let row = client.query_opt(&stmt, &refs).await.map_err(unavailable)?;
             Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
         })?;
         text.map(|t| decode(what, &t)).transpose()
@@ -121,10 +115,10 @@ impl PgLedger {
         let s = self.shared.clone();
         let texts: Vec<String> = self.run(async move {
             let client = s.pool.get().await.map_err(pool_error)?;
-            let stmt = client.prepare_cached(&sql).await.map_err(db_error)?;
+            let stmt = client.prepare_cached(&sql).await.map_err(unavailable)?;
             let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
                 params.iter().map(Param::as_sql).collect();
-            let rows = client.query(&stmt, &refs).await.map_err(db_error)?;
+            let rows = client.query(&stmt, &refs).await.map_err(unavailable)?;
             Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
         })?;
         texts.iter().map(|t| decode(what, t)).collect()
@@ -206,7 +200,7 @@ impl SharedLedger for PgLedger {
                     Param::Big(big(elsewhere)),
                 ],
             )?
-            .ok_or_else(|| db_error("rm_snapshot answered nothing"))?;
+            .ok_or_else(|| unavailable("rm_snapshot answered nothing"))?;
         self.note_global(r.kind, row.global_used);
         Ok(Snapshot {
             tenant: Totals {
@@ -243,14 +237,14 @@ impl SharedLedger for PgLedger {
                     Param::Text(self.host()),
                 ],
             )?
-            .ok_or_else(|| db_error("rm_grant answered nothing"))?;
+            .ok_or_else(|| unavailable("rm_grant answered nothing"))?;
         Ok(match row.status.as_str() {
             "granted" => {
                 self.note_global(r.kind, row.global_used);
                 GrantOutcome::Granted {
                     allocation: row
                         .allocation
-                        .ok_or_else(|| db_error("rm_grant granted without an allocation"))?,
+                        .ok_or_else(|| unavailable("rm_grant granted without an allocation"))?,
                     preempted: row.preempted,
                     tenant_used: row.tenant_used.max(0) as u64,
                     global_used: row.global_used.max(0) as u64,
@@ -264,7 +258,7 @@ impl SharedLedger for PgLedger {
             "limit" => GrantOutcome::Limit {
                 used: row.used.max(0) as u64,
             },
-            other => return Err(db_error(format!("rm_grant answered {other:?}"))),
+            other => return Err(unavailable(format!("rm_grant answered {other:?}"))),
         })
     }
 
