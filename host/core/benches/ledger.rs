@@ -91,8 +91,9 @@ fn pg_host(url: &str, id: &str) -> ResourceManager {
 
 /// Runs allocate + release pairs on `THREADS_PER_HOST` threads per host for `RUN_FOR`;
 /// answers (pairs per second, p99 of one pair in µs). Each thread uses its own tenant, as
-/// sidecars of different services would; the global counter row is still shared.
-fn pairs(hosts: &[ResourceManager]) -> (f64, f64) {
+/// sidecars of different services would (the global counters are still shared), unless
+/// `one_tenant`: then every thread's grants meet on the same tenant's counter row.
+fn pairs(hosts: &[ResourceManager], one_tenant: bool) -> (f64, f64) {
     let start = Instant::now();
     let mut lat: Vec<u64> = std::thread::scope(|s| {
         let handles: Vec<_> = hosts
@@ -101,7 +102,11 @@ fn pairs(hosts: &[ResourceManager]) -> (f64, f64) {
             .flat_map(|(h, m)| (0..THREADS_PER_HOST).map(move |t| (h, t, m)))
             .map(|(h, t, m)| {
                 s.spawn(move || {
-                    let tenant = format!("t{h}-{t}");
+                    let tenant = if one_tenant {
+                        "shared".to_string()
+                    } else {
+                        format!("t{h}-{t}")
+                    };
                     let mut lat = Vec::new();
                     while start.elapsed() < RUN_FOR {
                         let t0 = Instant::now();
@@ -136,18 +141,20 @@ fn pairs(hosts: &[ResourceManager]) -> (f64, f64) {
 
 fn main() {
     println!("# allocate + release pairs ({THREADS_PER_HOST} threads per host, {RUN_FOR:?} each)");
-    let (mem1, mem1_p99) = pairs(&[manager(None)]);
+    let (mem1, mem1_p99) = pairs(&[manager(None)], false);
     println!("memory ledger, 1 host:      {mem1:>10.0} pairs/s   p99 {mem1_p99:>7.0} µs");
     let url = fresh_database();
     let one = [pg_host(&url, "bench-1")];
-    let (pg1, pg1_p99) = pairs(&one);
+    let (pg1, pg1_p99) = pairs(&one, false);
     println!("postgres ledger, 1 host:    {pg1:>10.0} pairs/s   p99 {pg1_p99:>7.0} µs");
+    let (pg1t, pg1t_p99) = pairs(&one, true);
+    println!("  same, all on one tenant:  {pg1t:>10.0} pairs/s   p99 {pg1t_p99:>7.0} µs");
     let three = [
         pg_host(&url, "bench-a"),
         pg_host(&url, "bench-b"),
         pg_host(&url, "bench-c"),
     ];
-    let (pg3, pg3_p99) = pairs(&three);
+    let (pg3, pg3_p99) = pairs(&three, false);
     println!("postgres ledger, 3 hosts:   {pg3:>10.0} pairs/s   p99 {pg3_p99:>7.0} µs");
     println!(
         "ratios: postgres/memory {:.4}x; 3 hosts/1 host {:.2}x (target >= 1.0); \

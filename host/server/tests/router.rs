@@ -178,6 +178,7 @@ async fn a_tenant_token_on_an_admin_route_is_403() {
         (Method::GET, "/v1/snapshot", None),
         (Method::GET, "/v1/leaks", None),
         (Method::POST, "/v1/policies/reload", None),
+        (Method::POST, "/v1/ledger/repair", None),
         (
             Method::PUT,
             "/v1/tenants/acme/quotas",
@@ -199,6 +200,14 @@ async fn a_tenant_token_on_an_admin_route_is_403() {
     // The admin may.
     let r = api.post("/v1/gc", Some(ADMIN), "null").await;
     assert_eq!(r.status, StatusCode::OK);
+    let r = api.post("/v1/ledger/repair", Some(ADMIN), "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let repaired: rmhost_server::wire::RepairReport = r.json();
+    assert_eq!(repaired.ledger, "memory");
+    assert_eq!(
+        repaired.fixed, 0,
+        "the in-memory ledger has nothing to repair"
+    );
 }
 
 #[tokio::test]

@@ -82,6 +82,7 @@ pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
             get(resources::get_quotas).put(resources::put_quotas),
         )
         .route("/v1/ratelimit/check", post(resources::rate_check))
+        .route("/v1/ledger/repair", post(resources::repair))
         .route("/v1/events", get(events::stream))
         .route("/v1/policies", get(policies::list))
         .route("/v1/policies/reload", post(policies::reload))
