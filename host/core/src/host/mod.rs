@@ -39,7 +39,7 @@ mod tenancy;
 pub use catalog::{CatalogRestore, binding};
 pub use policies::{NativePolicies, PolicyLookupError, PolicyProvider};
 pub use sink::HostSink;
-pub use state::{RateCheckError, host_id};
+pub use state::{BackendState, RateCheckError, host_id};
 
 use crate::config::Config;
 use crate::events::EventBus;

@@ -199,6 +199,28 @@ fn render(host: &rmhost_core::host::Host) -> String {
         }
     }
 
+    let backends = host.state_backends();
+    if !backends.is_empty() {
+        w.family(
+            "state_backend_up",
+            "gauge",
+            "Whether a shared-state backend answered its last call (1) or not (0).",
+        );
+        for b in &backends {
+            let labels = [("backend", b.backend), ("role", b.role)];
+            w.sample("state_backend_up", &labels, if b.up { 1.0 } else { 0.0 });
+        }
+        w.family(
+            "state_live_hosts",
+            "gauge",
+            "Hosts with a current heartbeat on a shared-state backend.",
+        );
+        for b in &backends {
+            let labels = [("backend", b.backend), ("role", b.role)];
+            w.sample("state_live_hosts", &labels, b.live_hosts as f64);
+        }
+    }
+
     // A shared ledger that cannot answer shows as BackendDown, not as a scrape error.
     let ledger = host.resources.usage().unwrap_or_default();
     w.family(
