@@ -191,8 +191,12 @@ DECLARE
     victims jsonb := '[]'::jsonb; a rm_allocations; v rm_allocations;
     s smallint := rm_stripe(p_tenant); total bigint; free bigint;
 BEGIN
-    INSERT INTO rm_usage (tenant, kind) VALUES (p_tenant, p_kind) ON CONFLICT DO NOTHING;
+    -- The row exists after a tenant's first grant: lock it, and only then try to insert.
     SELECT * INTO u FROM rm_usage WHERE tenant = p_tenant AND kind = p_kind FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO rm_usage (tenant, kind) VALUES (p_tenant, p_kind) ON CONFLICT DO NOTHING;
+        SELECT * INTO u FROM rm_usage WHERE tenant = p_tenant AND kind = p_kind FOR UPDATE;
+    END IF;
     IF p_version >= 0 AND u.version <> p_version THEN
         RETURN jsonb_build_object('status', 'conflict');
     END IF;
