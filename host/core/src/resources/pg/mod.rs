@@ -104,11 +104,13 @@ impl PgLedger {
             .enable_all()
             .build()
             .map_err(|e| unavailable(format!("cannot start the ledger's runtime: {e}")))?;
-        let mut pg = tokio_postgres::Config::from_str(&opts.url).map_err(|e| {
-            ResourceError::InvalidRequest {
-                field: "state.ledger".into(),
-                reason: format!("not a PostgreSQL URL: {e}"),
-            }
+        let crate::tls::PgTarget {
+            config: mut pg,
+            tls,
+            ..
+        } = crate::tls::parse(&opts.url).map_err(|e| ResourceError::InvalidRequest {
+            field: "state.ledger".into(),
+            reason: e.to_string(),
         })?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(opts.timeout);
@@ -124,7 +126,7 @@ impl PgLedger {
         pg.options(&options);
         let manager = Manager::from_config(
             pg.clone(),
-            tokio_postgres::NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -159,7 +161,7 @@ impl PgLedger {
         ledger.run(async move { heartbeat(&s).await })?;
         let rt = ledger.rt.as_ref().expect("runtime present until drop");
         rt.spawn(heartbeat_loop(shared.clone()));
-        rt.spawn(listen::listen_loop(shared.clone(), pg, tx));
+        rt.spawn(listen::listen_loop(shared.clone(), pg, tls, tx));
         Ok(Arc::new(ledger))
     }
 
