@@ -9,6 +9,7 @@ mod ledger;
 mod lifecycle;
 mod memory;
 mod observability;
+mod ops;
 mod policies;
 mod pools;
 mod shared_state;

@@ -91,12 +91,13 @@ pub(super) fn decode(own_host: &str, payload: &str) -> Option<RemoteChange> {
 pub(super) async fn listen_loop(
     s: Arc<Shared>,
     config: tokio_postgres::Config,
+    tls: crate::tls::PgTls,
     tx: UnboundedSender<RemoteChange>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
     loop {
-        if let Err(e) = listen_once(&s, &config, &tx, &mut ready).await {
+        if let Err(e) = listen_once(&s, &config, &tls, &tx, &mut ready).await {
             tracing::debug!(error = %e, "ledger listener lost its connection; reconnecting");
         }
         if tx.is_closed() {
@@ -109,10 +110,11 @@ pub(super) async fn listen_loop(
 async fn listen_once(
     s: &Shared,
     config: &tokio_postgres::Config,
+    tls: &crate::tls::PgTls,
     tx: &UnboundedSender<RemoteChange>,
     ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut conn) = config.connect(tokio_postgres::NoTls).await?;
+    let (client, mut conn) = config.connect(tls.clone()).await?;
     let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut stream = futures::stream::poll_fn(move |cx| conn.poll_message(cx));

@@ -107,11 +107,13 @@ impl PgLedger {
             .enable_all()
             .build()
             .map_err(|e| unavailable(format!("cannot start the ledger's runtime: {e}")))?;
-        let mut pg = tokio_postgres::Config::from_str(&opts.url).map_err(|e| {
-            ResourceError::InvalidRequest {
-                field: "state.ledger".into(),
-                reason: format!("not a PostgreSQL URL: {e}"),
-            }
+        let crate::tls::PgTarget {
+            config: mut pg,
+            tls,
+            ..
+        } = crate::tls::parse(&opts.url).map_err(|e| ResourceError::InvalidRequest {
+            field: "state.ledger".into(),
+            reason: e.to_string(),
         })?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(opts.timeout);
@@ -127,7 +129,7 @@ impl PgLedger {
         pg.options(&options);
         let manager = Manager::from_config(
             pg.clone(),
-            tokio_postgres::NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -163,7 +165,7 @@ impl PgLedger {
         let rt = ledger.rt.as_ref().expect("runtime present until drop");
         rt.spawn(heartbeat_loop(shared.clone()));
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
-        rt.spawn(listen::listen_loop(shared.clone(), pg, tx, ready_tx));
+        rt.spawn(listen::listen_loop(shared.clone(), pg, tls, tx, ready_tx));
         // Changes other hosts make from now on must be heard: wait (bounded) for LISTEN.
         // If it is late, the listener's first connection resyncs instead.
         let (heard_tx, heard) = std::sync::mpsc::sync_channel(1);
@@ -228,7 +230,7 @@ fn pool_error(e: deadpool_postgres::PoolError) -> ResourceError {
         deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
             unavailable(format!("{BUSY} (raise state.ledger_pool_size)"))
         }
-        other => unavailable(other),
+        other => unavailable(crate::pools::error_chain(&other)),
     }
 }
 
