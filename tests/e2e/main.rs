@@ -11,4 +11,6 @@ mod memory;
 mod observability;
 mod policies;
 mod pools;
+mod rls_envoy;
+mod rls_grpc;
 mod shared_state;
