@@ -184,8 +184,10 @@ async fn get(port: u16, tenant: &str) -> (u16, reqwest::header::HeaderMap) {
 #[tokio::test]
 async fn envoy_answers_429_at_the_limit_and_follows_failure_mode_deny_without_rmhost() {
     let bin = envoy_bin();
+    // A long drain bound: the daemon must close Envoy's open HTTP/2 connection itself.
     let config = format!(
-        "[grpc]\nlisten = \"127.0.0.1:0\"\n[tenants.acme]\nrequests_per_minute = 3\n{}",
+        "shutdown_timeout_ms = 120000\n[grpc]\nlisten = \"127.0.0.1:0\"\n\
+         [tenants.acme]\nrequests_per_minute = 3\n{}",
         auth_config()
     );
     let mut rmhost = Daemon::start(&config, &[], &[]);
@@ -211,9 +213,10 @@ async fn envoy_answers_429_at_the_limit_and_follows_failure_mode_deny_without_rm
     let _envoy = Envoy::start(&bin, dir.path(), &cfg, admin).await;
 
     // Three pass (one per minute, burst three), whichever listener they take.
-    for port in [deny, allow, deny] {
+    for (port, left) in [(deny, "2"), (allow, "1"), (deny, "0")] {
         let (status, headers) = get(port, "acme").await;
         assert_eq!(status, 200, "{headers:?}");
+        assert_eq!(headers["ratelimit-remaining"], left, "{headers:?}");
     }
     let (status, headers) = get(deny, "acme").await;
     assert_eq!(status, 429, "{headers:?}");
@@ -233,9 +236,14 @@ async fn envoy_answers_429_at_the_limit_and_follows_failure_mode_deny_without_rm
     // Another tenant has its own budget (the default 1000 per minute).
     assert_eq!(get(deny, "beta").await.0, 200);
 
-    // rmhost gone: failure_mode_deny refuses, the other listener lets requests through.
-    let _ = rmhost.child.kill();
-    let _ = rmhost.child.wait();
+    // rmhost stopped (SIGTERM: it drains and closes Envoy's connection to its gRPC port):
+    // failure_mode_deny refuses, the other listener lets requests through.
+    rmhost.signal(libc::SIGTERM);
+    let exit = rmhost.wait_exit(Duration::from_secs(60));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "rmhost did not stop cleanly with Envoy connected: {exit:?}"
+    );
     let (status, headers) = get(deny, "beta").await;
     assert_eq!(status, 500, "failure_mode_deny: {headers:?}");
     let (status, headers) = get(allow, "beta").await;
