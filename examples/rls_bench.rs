@@ -133,7 +133,10 @@ async fn main() -> anyhow::Result<()> {
                 .body(body)
                 .send()
                 .await;
-            matches!(r, Ok(r) if r.status().is_success() && r.bytes().await.is_ok())
+            match r {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            }
         }
     };
     let request = RateLimitRequest {
