@@ -85,15 +85,17 @@ async fn main() -> anyhow::Result<()> {
         "--duration-secs must be 1-300, not {}",
         args.duration_secs
     );
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.limits.max_requests_per_minute = u32::MAX;
-    config.policies.dir = "/nonexistent-rmhost-bench".into();
+    // A free port for gRPC, learnt first (the daemon prints it, but in-process we pick it).
     let grpc_port = {
-        // Learn a free port for gRPC first (the daemon prints it, but in-process we pick it).
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?.port()
     };
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        ..Config::default()
+    };
+    config.limits.max_requests_per_minute = u32::MAX;
+    config.policies.dir = "/nonexistent-rmhost-bench".into();
     config.grpc.listen = Some(format!("127.0.0.1:{grpc_port}").parse()?);
     let daemon = Daemon::new(config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
