@@ -16,6 +16,8 @@ pub fn bin() -> &'static str {
 pub struct Daemon {
     pub child: Child,
     pub addr: String,
+    /// The rate-limit service's address, when `[grpc] listen` is set.
+    pub grpc_addr: Option<String>,
     /// Holds the working directory (and its config) alive for the daemon's lifetime.
     pub _dir: tempfile::TempDir,
     http: reqwest::Client,
@@ -53,22 +55,30 @@ impl Daemon {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("rmhost: listening on http://") {
-                    let _ = tx.send(addr.to_string());
+                // The gRPC line (if any) comes first; the HTTP one means "up".
+                if let Some(addr) = line.strip_prefix("rmhost: grpc ratelimit listening on ") {
+                    let _ = tx.send((true, addr.to_string()));
+                } else if let Some(addr) = line.strip_prefix("rmhost: listening on http://") {
+                    let _ = tx.send((false, addr.to_string()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                panic!("rmhost run did not report its address within 30 s (exit: {status:?})");
+        let mut grpc_addr = None;
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((true, a)) => grpc_addr = Some(a),
+                Ok((false, a)) => break a,
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    panic!("rmhost run did not report its address within 30 s (exit: {status:?})");
+                }
             }
         };
         Daemon {
             child,
             addr,
+            grpc_addr,
             _dir: dir,
             // No idle connections kept: the daemon may close one after an error answer
             // (a 413 body it did not read), and a test's next request must not land on it.

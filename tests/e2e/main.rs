@@ -12,4 +12,6 @@ mod observability;
 mod ops;
 mod policies;
 mod pools;
+mod rls_envoy;
+mod rls_grpc;
 mod shared_state;

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`daemon`] | the composition root: builds the managers, background tasks, serve + drain | hold business logic |
 //! | [`api`] | axum routes, auth, `ApiError`, SSE, `/metrics` | make decisions |
+//! | [`rls`] | Envoy's rate-limit service over gRPC (`[grpc] listen`) | make decisions |
 //! | [`wire`] | the JSON bodies the API answers, shared with clients | hold behaviour |
 //!
 //! The managers come from `rmhost-core`, the Wasm policies from `rmhost-runtime`.
@@ -15,4 +16,5 @@
 
 pub mod api;
 pub mod daemon;
+pub mod rls;
 pub mod wire;

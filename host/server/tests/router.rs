@@ -380,6 +380,41 @@ async fn over_the_rate_limit_is_429_with_retry_after_and_the_decision() {
 }
 
 #[tokio::test]
+async fn a_cost_of_u32_max_is_refused_not_a_panic() {
+    // governor multiplied the emission interval by the cost in u64 nanoseconds: below 14
+    // requests per minute a cost near u32::MAX overflowed (a panic in debug builds).
+    let api = Api::new();
+    let r = api
+        .put(
+            "/v1/tenants/acme/quotas",
+            Some(ADMIN),
+            r#"{"requests_per_minute": 1}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = format!(r#"{{"tenant": "acme", "cost": {}}}"#, u32::MAX);
+    let r = api.post("/v1/ratelimit/check", Some(ACME), &body).await;
+    let e = r.error(StatusCode::TOO_MANY_REQUESTS);
+    assert!(e.message.contains("can never be allowed"), "{e:?}");
+    assert!(e.message.contains(&u32::MAX.to_string()), "{e:?}");
+    // Nothing was taken: a normal check still passes.
+    let r = api
+        .post("/v1/ratelimit/check", Some(ACME), r#"{"tenant": "acme"}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // One past u32 is not a cost at all.
+    let body = format!(
+        r#"{{"tenant": "acme", "cost": {}}}"#,
+        u64::from(u32::MAX) + 1
+    );
+    let e = api
+        .post("/v1/ratelimit/check", Some(ACME), &body)
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert_eq!(e.error, "invalid_request");
+}
+
+#[tokio::test]
 async fn ready_is_503_until_the_host_is_ready() {
     let api = Api::new();
     // /ready needs no token: probes carry none.

@@ -143,6 +143,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RMHOST_STATE_LEDGER", "state.ledger"),
     ("RMHOST_STATE_RATELIMIT", "state.ratelimit"),
     ("RMHOST_HOST_ID", "state.host_id"),
+    ("RMHOST_GRPC_LISTEN", "grpc.listen"),
 ];
 
 /// The real process environment, for the binary: `load(path, &process_env, &overrides)`.

@@ -32,6 +32,10 @@
 //! [http]
 //! max_connections = 512                # plus header_read_timeout_ms, max_body_bytes, max_profiles
 //!
+//! [grpc]                               # Envoy's rate-limit service; off unless listen is set
+//! listen = "127.0.0.1:8081"
+//! tenant_key = "tenant"                # the descriptor entry naming the tenant
+//!
 //! [auth]
 //! admin_token_sha256 = "<64 hex chars>"        # see hash_token()
 //! [auth.tenants.acme]
@@ -101,6 +105,8 @@ pub struct Config {
     pub policies: Policies,
     /// The HTTP server's own bounds.
     pub http: Http,
+    /// Envoy's rate-limit service over gRPC (off unless `listen` is set).
+    pub grpc: Grpc,
     /// Where state shared by several hosts lives.
     pub state: State,
     /// Per-tenant quotas, by tenant name.
@@ -126,6 +132,7 @@ impl Default for Config {
             auth: Auth::default(),
             policies: Policies::default(),
             http: Http::default(),
+            grpc: Grpc::default(),
             state: State::default(),
             tenants: BTreeMap::new(),
             tenant_defaults: TenantQuota::default(),
@@ -355,6 +362,29 @@ impl Default for Http {
             header_read_timeout_ms: 10_000,
             max_body_bytes: 2 * 1024 * 1024,
             max_profiles: 4,
+        }
+    }
+}
+
+/// Envoy's global rate-limit service, `[grpc]`: `ShouldRateLimit` on its own port, through
+/// the same limiter as `POST /v1/ratelimit/check`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grpc {
+    /// Where the gRPC service listens; unset (the default) serves no gRPC at all.
+    pub listen: Option<SocketAddr>,
+    /// The key of the descriptor entry whose value names the tenant.
+    pub tenant_key: String,
+    /// The one rate-limit domain served; unset accepts any (Envoy's filter `domain`).
+    pub domain: Option<String>,
+}
+
+impl Default for Grpc {
+    fn default() -> Self {
+        Grpc {
+            listen: None,
+            tenant_key: "tenant".into(),
+            domain: None,
         }
     }
 }

@@ -422,3 +422,53 @@ fn dotted_keys_split_and_quote() {
     assert_eq!(schema::split_dotted("a.\"b"), None);
     assert_eq!(schema::split_dotted("a.\"b\"c"), None);
 }
+
+#[test]
+fn grpc_is_off_by_default_and_set_from_file_env_or_cli() {
+    let c = Config::default();
+    assert_eq!(c.grpc.listen, None);
+    assert_eq!(c.grpc.tenant_key, "tenant");
+    let printed = render(&Loaded::defaults(), Format::Toml);
+    assert!(printed.contains("[grpc]"), "{printed}");
+    assert!(printed.contains("# listen = (unset)"), "{printed}");
+
+    let text = "[grpc]\nlisten = \"127.0.0.1:8081\"\ntenant_key = \"org\"\ndomain = \"edge\"\n";
+    let loaded = load_str(text, file(), &no_env, &[]).unwrap();
+    assert_eq!(
+        loaded.config.grpc.listen,
+        Some("127.0.0.1:8081".parse().unwrap())
+    );
+    assert_eq!(loaded.config.grpc.tenant_key, "org");
+    assert_eq!(loaded.config.grpc.domain.as_deref(), Some("edge"));
+
+    let env = env_of(&[("RMHOST_GRPC_LISTEN", "127.0.0.1:9001")]);
+    let loaded = load_str(text, file(), &env, &[]).unwrap();
+    assert_eq!(
+        loaded.config.grpc.listen,
+        Some("127.0.0.1:9001".parse().unwrap())
+    );
+    assert_eq!(
+        loaded.source("grpc.listen"),
+        &Source::Env("RMHOST_GRPC_LISTEN".into())
+    );
+    let set = [Override::parse_set("grpc.listen=127.0.0.1:9002").unwrap()];
+    let loaded = load_str(text, file(), &env, &set).unwrap();
+    assert_eq!(
+        loaded.config.grpc.listen,
+        Some("127.0.0.1:9002".parse().unwrap())
+    );
+    let printed = render(&loaded, Format::Toml);
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("listen = \"127.0.0.1:9002\""))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(line.ends_with("# cli --set"), "{line}");
+
+    let bad = load_str("[grpc]\ntenant_key = \"\"\n", file(), &no_env, &[]).unwrap_err();
+    assert!(bad.to_string().contains("grpc.tenant_key"), "{bad}");
+    let bad = load_str("[grpc]\nlisten = \"nope\"\n", file(), &no_env, &[]).unwrap_err();
+    assert!(bad.to_string().contains("grpc.listen"), "{bad}");
+    let same = "listen = \"127.0.0.1:7070\"\n[grpc]\nlisten = \"127.0.0.1:7070\"\n";
+    let bad = load_str(same, file(), &no_env, &[]).unwrap_err();
+    assert!(bad.to_string().contains("grpc.listen"), "{bad}");
+}

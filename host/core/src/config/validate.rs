@@ -183,6 +183,31 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
             "a non-empty prefix without braces",
         ));
     }
+    let grpc = &config.grpc;
+    if grpc.tenant_key.trim().is_empty() {
+        return Err(bad(
+            "grpc.tenant_key",
+            &grpc.tenant_key,
+            "a non-empty descriptor key, e.g. \"tenant\"",
+        ));
+    }
+    if let Some(listen) = grpc.listen
+        && listen.port() != 0
+        && listen == config.listen
+    {
+        return Err(bad(
+            "grpc.listen",
+            &listen.to_string(),
+            "an address other than `listen` (the HTTP API's)",
+        ));
+    }
+    if grpc.domain.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        return Err(bad(
+            "grpc.domain",
+            "",
+            "a non-empty rate-limit domain, or no key at all to accept any",
+        ));
+    }
 
     let mut hashes: Vec<(String, &str)> = Vec::new();
     if let Some(h) = &config.auth.admin_token_sha256 {

@@ -125,6 +125,13 @@ impl Host {
             use crate::resources::SharedAnswer;
             let rates = self.resources.rate_limits();
             let limit = rates.limit_for(tenant);
+            // A cost over the whole burst never fits: refused here, so Redis never records
+            // the tenant as denied until a retry time that far away.
+            if RateDecision::never_fits(cost, limit) {
+                let d = RateDecision::beyond_burst(limit);
+                self.resources.note_rate(tenant, &d);
+                return Ok(d);
+            }
             let d = match shared.check(tenant, cost, limit).await {
                 Ok(SharedAnswer::Shared(d)) => d,
                 Ok(SharedAnswer::Local(part)) => rates.check_at(tenant, cost, part),

@@ -27,6 +27,26 @@ pub struct RateDecision {
     pub limit_per_minute: u32,
 }
 
+impl RateDecision {
+    /// The refusal of a check that costs more than the whole burst (`per_minute`): no wait
+    /// makes it fit, so it is refused without asking a limiter (governor's GCRA multiplies
+    /// the cost by the emission interval and overflows near `u32::MAX`; the shared
+    /// limiter would remember the tenant as denied for years).
+    pub fn beyond_burst(per_minute: u32) -> RateDecision {
+        RateDecision {
+            allowed: false,
+            remaining: 0,
+            retry_after_ms: 60_000,
+            limit_per_minute: per_minute,
+        }
+    }
+
+    /// Whether a refusal is [`RateDecision::beyond_burst`]'s: `cost` can never fit.
+    pub fn never_fits(cost: u32, per_minute: u32) -> bool {
+        cost > per_minute.max(1)
+    }
+}
+
 #[derive(Debug)]
 struct TenantLimiter {
     per_minute: u32,
@@ -119,6 +139,9 @@ impl RateLimits {
     /// limiter's fail-open fallback runs each host at its part of the limit).
     pub fn check_at(&self, tenant: &str, cost: u32, per_minute: u32) -> RateDecision {
         let l = self.limiter(tenant, per_minute.max(1));
+        if RateDecision::never_fits(cost, l.per_minute) {
+            return RateDecision::beyond_burst(l.per_minute);
+        }
         let cost_nz = NonZeroU32::new(cost.max(1)).unwrap_or(NonZeroU32::MIN);
         match l.limiter.check_n(cost_nz) {
             Ok(Ok(snap)) => RateDecision {
@@ -136,13 +159,8 @@ impl RateLimits {
                     .max(1) as u64,
                 limit_per_minute: l.per_minute,
             },
-            // More than the whole burst can ever allow: never, so no retry time helps.
-            Err(_) => RateDecision {
-                allowed: false,
-                remaining: 0,
-                retry_after_ms: 60_000,
-                limit_per_minute: l.per_minute,
-            },
+            // More than the whole burst can ever allow (caught above; kept for safety).
+            Err(_) => RateDecision::beyond_burst(l.per_minute),
         }
     }
 }
@@ -218,5 +236,22 @@ mod tests {
         assert_eq!(r.limit_for("b"), 100);
         assert!(r.check("b", 1).allowed);
         assert!(!r.check("a", 5).allowed);
+    }
+
+    #[test]
+    fn a_cost_beyond_the_burst_is_refused_without_overflow() {
+        // governor computed `interval * (cost - 1)` in u64 nanoseconds: at 1 per minute
+        // that overflowed (a panic in debug builds) for costs near u32::MAX.
+        for limit in [1, 2, 1000, u32::MAX] {
+            let r = RateLimits::new(limit);
+            let d = r.check("a", u32::MAX);
+            if limit == u32::MAX {
+                continue; // u32::MAX fits a burst of u32::MAX; only "no panic" matters.
+            }
+            assert!(!d.allowed, "{limit}: {d:?}");
+            assert_eq!(d, RateDecision::beyond_burst(limit));
+            // The refusal took nothing: the whole burst is still there.
+            assert!(r.check("a", limit).allowed, "{limit}");
+        }
     }
 }

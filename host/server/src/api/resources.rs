@@ -282,9 +282,10 @@ pub async fn rate_check(
 ) -> Result<Json<RateDecision>, ApiError> {
     let Json(b) = body?;
     caller.check(&b.tenant)?;
+    let cost = b.cost.unwrap_or(1);
     let d = s
         .host
-        .rate_check(&b.tenant, b.cost.unwrap_or(1))
+        .rate_check(&b.tenant, cost)
         .await
         .map_err(|e| match e {
             RateCheckError::Invalid(e) => ApiError::from(e),
@@ -295,17 +296,20 @@ pub async fn rate_check(
             }
         })?;
     if d.allowed {
-        Ok(Json(d))
-    } else {
-        Err(ApiError::rate_limited(
-            format!(
-                "tenant {} is over its limit of {} requests per minute; retry in {} ms",
-                b.tenant, d.limit_per_minute, d.retry_after_ms
-            ),
-            d.retry_after_ms,
-        )
-        .with_extra(&d))
+        return Ok(Json(d));
     }
+    let message = if RateDecision::never_fits(cost, d.limit_per_minute) {
+        format!(
+            "cost {cost} is more than tenant {}'s whole limit of {} requests per minute: it can never be allowed",
+            b.tenant, d.limit_per_minute
+        )
+    } else {
+        format!(
+            "tenant {} is over its limit of {} requests per minute; retry in {} ms",
+            b.tenant, d.limit_per_minute, d.retry_after_ms
+        )
+    };
+    Err(ApiError::rate_limited(message, d.retry_after_ms).with_extra(&d))
 }
 
 /// `GET /v1/usage`: telemetry plus the ledger (a tenant token sees its own tenant only).

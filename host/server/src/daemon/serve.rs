@@ -1,5 +1,6 @@
-//! Serving the API with graceful shutdown: stop accepting, end event streams, let
-//! in-flight requests finish within `shutdown_timeout_ms`, then return.
+//! Serving the API (and, with `[grpc] listen`, Envoy's rate-limit service next to it) with
+//! graceful shutdown: stop accepting, end event streams, let in-flight requests finish
+//! within `shutdown_timeout_ms`, then return.
 
 use super::{Daemon, DaemonError};
 use crate::api;
@@ -12,12 +13,38 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Checks that serving `addr` is allowed by the auth settings.
+/// Checks that serving `addr` (and the gRPC service's `[grpc] listen`, when set) is
+/// allowed by the auth settings.
 pub fn check_listen(config: &Config, addr: SocketAddr) -> Result<(), DaemonError> {
-    if !config.auth.is_set() && !addr.ip().is_loopback() {
-        return Err(DaemonError::InsecureListen { addr });
+    for addr in std::iter::once(addr).chain(config.grpc.listen) {
+        if !config.auth.is_set() && !addr.ip().is_loopback() {
+            return Err(DaemonError::InsecureListen { addr });
+        }
     }
     Ok(())
+}
+
+/// Binds `[grpc] listen` and serves Envoy's rate-limit service there until `stopping`;
+/// `None` when the key is unset.
+async fn start_grpc(
+    daemon: &Daemon,
+    stopping: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, DaemonError> {
+    let Some(addr) = daemon.host.config.grpc.listen else {
+        return Ok(None);
+    };
+    let bind = |source| DaemonError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    tracing::info!(addr = %local, "rate-limit service (gRPC) listening");
+    // Before the HTTP line, which tells scripts the daemon is up.
+    println!("rmhost: grpc ratelimit listening on {local}");
+    let host = daemon.host.clone();
+    Ok(Some(tokio::spawn(async move {
+        crate::rls::serve(host, listener, stopping)
+            .await
+            .map_err(std::io::Error::other)
+    })))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, lets
@@ -32,6 +59,7 @@ pub async fn serve(
     check_listen(&host.config, addr)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let router = api::router(daemon.clone(), stop_rx.clone());
+    let mut grpc = start_grpc(&daemon, stop_rx.clone()).await?;
     let mut background = host.spawn_background();
     background.extend(super::notify::spawn_watchdog());
     host.set_ready(true);
@@ -49,14 +77,33 @@ pub async fn serve(
         Ok::<(), std::io::Error>(())
     });
 
+    // The gRPC server ending on its own is as fatal as the HTTP one: Envoy would be told
+    // nothing while the daemon looked alive.
+    let grpc_ended = async {
+        match grpc.as_mut() {
+            Some(g) => g.await,
+            None => std::future::pending().await,
+        }
+    };
     let reason = tokio::select! {
         r = shutdown => r,
         res = &mut server => {
             for t in background { t.abort(); }
+            if let Some(g) = &grpc { g.abort(); }
             return match res {
                 Ok(r) => r.map_err(DaemonError::Serve),
                 Err(e) => Err(DaemonError::Serve(std::io::Error::other(e))),
             };
+        }
+        res = grpc_ended => {
+            for t in background { t.abort(); }
+            server.abort();
+            let e = match res {
+                Ok(Ok(())) => std::io::Error::other("the gRPC server stopped"),
+                Ok(Err(e)) => e,
+                Err(e) => std::io::Error::other(e),
+            };
+            return Err(DaemonError::Serve(e));
         }
     };
     tracing::info!(%reason, "shutting down: draining in-flight requests");
@@ -65,14 +112,23 @@ pub async fn serve(
     host.events.publish(Event::Shutdown { reason });
     let _ = stop_tx.send(true);
     let timeout = Duration::from_millis(host.config.shutdown_timeout_ms);
-    match tokio::time::timeout(timeout, &mut server).await {
-        Ok(_) => tracing::info!("drained; bye"),
+    let drained = async {
+        let _ = (&mut server).await;
+        if let Some(g) = grpc.as_mut() {
+            let _ = g.await;
+        }
+    };
+    match tokio::time::timeout(timeout, drained).await {
+        Ok(()) => tracing::info!("drained; bye"),
         Err(_) => {
             tracing::warn!(
                 timeout_ms = timeout.as_millis() as u64,
                 "shutdown timeout: dropping remaining connections"
             );
             server.abort();
+            if let Some(g) = &grpc {
+                g.abort();
+            }
         }
     }
     for t in background {
