@@ -4,7 +4,8 @@
 //! | module | owns | must not |
 //! |---|---|---|
 //! | [`daemon`] | the composition root: builds the managers, background tasks, serve + drain | hold business logic |
-//! | [`api`] | axum routes, auth, `ApiError`, SSE, `/metrics` | make decisions |
+//! | [`api`] | axum routes, auth, `ApiError`, SSE, the `/metrics` handler | make decisions |
+//! | [`metrics`] | the `prometheus-client` registry: collectors over the managers, the HTTP layer | hold state the managers already count |
 //! | [`wire`] | the JSON bodies the API answers, shared with clients | hold behaviour |
 //!
 //! The managers come from `rmhost-core`, the Wasm policies from `rmhost-runtime`.
@@ -15,4 +16,5 @@
 
 pub mod api;
 pub mod daemon;
+pub mod metrics;
 pub mod wire;
