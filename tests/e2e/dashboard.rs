@@ -88,8 +88,11 @@ impl Prometheus {
     /// `GET /api/v1/query`: Ok(result array) or Err(the error Prometheus gave).
     async fn query(&self, client: &reqwest::Client, expr: &str) -> Result<Vec<Value>, String> {
         let resp = client
-            .get(format!("{}/api/v1/query", self.url))
-            .query(&[("query", expr)])
+            .get(format!(
+                "{}/api/v1/query?query={}",
+                self.url,
+                percent_encode(expr)
+            ))
             .send()
             .await
             .map_err(|e| format!("request: {e}"))?;
@@ -102,6 +105,18 @@ impl Prometheus {
             .cloned()
             .unwrap_or_default())
     }
+}
+
+/// A query-string value: everything but RFC 3986's unreserved bytes percent-encoded.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl Drop for Prometheus {
