@@ -79,12 +79,15 @@ mod legacy {
     }
 }
 
+/// One sample: series name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// One family as parsed back from 0.0.4 text.
 struct Family {
     name: String,
     kind: String,
     help: String,
-    samples: Vec<(String, Vec<(String, String)>, f64)>,
+    samples: Vec<Sample>,
 }
 
 /// Parses the exposition (our own output: no quotes or commas inside label values).
