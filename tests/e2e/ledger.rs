@@ -360,3 +360,129 @@ async fn with_postgres_stopped_writes_answer_503_and_service_resumes_when_it_ret
         "the allocation from before the outage is still there"
     );
 }
+
+/// Polls `path` on `d` until `ok` holds for the answer (or 15 s pass); answers the last one.
+async fn eventually(d: &Daemon, path: &str, ok: impl Fn(u16, &Value) -> bool) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, v) = d.get(path).await;
+        if ok(s.as_u16(), &v) || Instant::now() > deadline {
+            return (s.as_u16(), v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn bound(v: &Value, tenant: &str, kind: &str) -> Option<String> {
+    v["bindings"].as_array()?.iter().find_map(|b| {
+        (b["tenant"] == tenant && b["kind"] == kind).then(|| b["policy"].as_str().unwrap().into())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindings_and_caches_set_on_one_host_hold_on_every_host_and_after_kill_9() {
+    let (db, url) = fresh_database("catalog");
+    let dir = tempfile::tempdir().unwrap();
+    for p in ["s3fifo", "fair-quota"] {
+        std::fs::copy(
+            crate::policies::built(p),
+            dir.path().join(format!("{p}.wasm")),
+        )
+        .unwrap();
+    }
+    let args = ["--policies-dir", dir.path().to_str().unwrap()];
+    let cfg = config(&url, "");
+    let mut a = Daemon::start(&cfg, &args, &[]);
+    let b = Daemon::start(&cfg, &args, &[]);
+    // Wait for a's policies (loaded in the background) before binding through it.
+    eventually(&a, "/v1/policies/s3fifo", |s, _| s == 200).await;
+
+    let (s, v) = a
+        .put(
+            "/v1/tenants/acme/policies/eviction",
+            json!({"policy": "s3fifo"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = a
+        .put(
+            "/v1/caches/sessions",
+            json!({"capacity_bytes": 100000, "tenant": "acme", "policy": "s3fifo"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    // A binding the runtime refuses is neither applied nor stored.
+    let (s, v) = a
+        .put("/v1/tenants/acme/policies/quota", json!({"policy": "nope"}))
+        .await;
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(
+        psql(
+            &db,
+            "SELECT tenant || '/' || kind || '=' || policy FROM rm_bindings ORDER BY 1"
+        ),
+        "acme/eviction=s3fifo"
+    );
+
+    // The other host applies both, having heard of them.
+    let (_, v) = eventually(&b, "/v1/policies", |_, v| {
+        bound(v, "acme", "eviction").is_some()
+    })
+    .await;
+    assert_eq!(
+        bound(&v, "acme", "eviction").as_deref(),
+        Some("s3fifo"),
+        "{v}"
+    );
+    let (s, v) = eventually(&b, "/v1/caches/sessions", |s, _| s == 200).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["capacity_bytes"], 100000, "{v}");
+    assert_eq!(v["tenant"], "acme", "{v}");
+
+    // kill -9 and a restart: the new process gets both back from the ledger.
+    a.signal(libc::SIGKILL);
+    a.wait_exit(Duration::from_secs(10))
+        .expect("host a exits on SIGKILL");
+    let a2 = Daemon::start(&cfg, &args, &[]);
+    let (_, v) = eventually(&a2, "/v1/policies", |_, v| {
+        bound(v, "acme", "eviction").is_some()
+    })
+    .await;
+    assert_eq!(
+        bound(&v, "acme", "eviction").as_deref(),
+        Some("s3fifo"),
+        "{v}"
+    );
+    let (s, v) = eventually(&a2, "/v1/caches/sessions", |s, _| s == 200).await;
+    assert_eq!(s, 200, "{v}");
+
+    // Deleting on one host deletes everywhere; unbinding too.
+    let (s, v) = b.delete("/v1/caches/sessions").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = b.delete("/v1/tenants/acme/policies/eviction").await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = eventually(&a2, "/v1/caches/sessions", |s, _| s == 404).await;
+    assert_eq!(s, 404, "{v}");
+    let (_, v) = eventually(&a2, "/v1/policies", |_, v| {
+        bound(v, "acme", "eviction").is_none()
+    })
+    .await;
+    assert_eq!(bound(&v, "acme", "eviction"), None, "{v}");
+    assert_eq!(psql(&db, "SELECT count(*) FROM rm_caches"), "0");
+    assert_eq!(psql(&db, "SELECT count(*) FROM rm_bindings"), "0");
+
+    // Drift repair on demand: a counter row set wrong behind the ledger's back is put right.
+    let (s, v) = allocate(&b, json!({"tenant": "t", "kind": "memory", "amount": 5})).await;
+    assert_eq!(s, 201, "{v}");
+    psql(&db, "UPDATE rm_usage SET used = used + 40");
+    let (s, v) = b.post("/v1/ledger/repair", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v, json!({"ledger": "postgres", "fixed": 1}));
+    assert_eq!(
+        psql(
+            &db,
+            "SELECT used FROM rm_usage WHERE tenant = 't' AND kind = 'memory'"
+        ),
+        "5"
+    );
+}

@@ -109,10 +109,14 @@ async fn with_redis_gone_checks_fail_closed_or_open_as_configured() {
 async fn three_daemons_admit_one_global_limit_within_one_percent() {
     require_redis();
     let p = prefix("global");
-    let cfg = config("redis://127.0.0.1:6379/", &p, "closed").replace(
-        "max_requests_per_minute = 60",
-        "max_requests_per_minute = 1200",
-    );
+    // 24 clients on a 2-core machine that runs other tests too: the bound on one Redis call
+    // is raised so this test is about the shared limit, not the timeout (tested above).
+    let cfg = config("redis://127.0.0.1:6379/", &p, "closed")
+        .replace(
+            "max_requests_per_minute = 60",
+            "max_requests_per_minute = 1200",
+        )
+        .replace("backend_timeout_ms = 300", "backend_timeout_ms = 5000");
     let hosts = [
         Daemon::start(&cfg, &[], &[]),
         Daemon::start(&cfg, &[], &[]),
@@ -136,7 +140,10 @@ async fn three_daemons_admit_one_global_limit_within_one_percent() {
                     match r.status().as_u16() {
                         200 => ok += 1,
                         429 => refused += 1,
-                        other => panic!("host {i}: unexpected {other}"),
+                        other => panic!(
+                            "host {i}: unexpected {other}: {}",
+                            r.text().await.unwrap_or_default()
+                        ),
                     }
                 }
                 (ok, refused)

@@ -1,4 +1,4 @@
-//! `rmhost config print | hash-token`.
+//! `rmhost config print | hash-token | gen-token`.
 
 use super::{ConfigArgs, EXIT_USAGE};
 use clap::Subcommand;
@@ -21,6 +21,9 @@ pub enum ConfigCommand {
         /// The token.
         token: String,
     },
+    /// Make a new token: 32 random bytes from the OS, in hex, and its SHA-256 for `[auth]`.
+    /// Prints `token HEX` and `sha256 HEX` on two lines.
+    GenToken,
 }
 
 /// Loads the configuration the way `run` does: the file given (or ./rmhost.toml when it
@@ -67,6 +70,19 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<i32> {
         }
         ConfigCommand::HashToken { token } => {
             println!("{}", config::hash_token(&token));
+            Ok(0)
+        }
+        ConfigCommand::GenToken => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| anyhow::anyhow!("the OS gave no randomness: {e}"))?;
+            let token = hex::encode(bytes);
+            println!("token {token}");
+            println!("sha256 {}", config::hash_token(&token));
+            eprintln!(
+                "rmhost: give the token to the client (--token / RMHOST_TOKEN); put the sha256 \
+                 in [auth] admin_token_sha256 or [auth.tenants.NAME] token_sha256"
+            );
             Ok(0)
         }
     }

@@ -7,7 +7,8 @@
 //! | module | owns |
 //! |---|---|
 //! | `run` | `rmhost run`: the daemon (`rmhost_server::daemon`) |
-//! | `config_cmd` | `rmhost config print / hash-token`, loading the config for every verb |
+//! | `config_cmd` | `rmhost config print / hash-token / gen-token`, loading the config for every verb |
+//! | `shell` | `rmhost completions SHELL` and `rmhost man` (clap_complete, clap_mangen) |
 //! | `client` | the HTTP client of the daemon's API, its errors and exit codes |
 //! | `report`, `policy`, `memory`, `profile` | the client verbs (and offline `sim`) |
 //! | `monitor` | the `rmhost monitor` TUI (ratatui) |
@@ -20,6 +21,7 @@ mod policy;
 mod profile;
 mod report;
 mod run;
+mod shell;
 
 pub use client::{Client, ClientError};
 
@@ -126,6 +128,18 @@ pub enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Print a shell completion script, e.g. `rmhost completions bash > /etc/bash_completion.d/rmhost`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page rmhost(1) (roff), e.g. `rmhost man | man -l -`.
+    Man {
+        /// Write rmhost.1 and one page per verb (rmhost-run.1, ...) into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -145,5 +159,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Leaks(c) => memory::leaks(&c).await,
         Command::Profile(args) => profile::profile(&args).await,
         Command::Monitor(args) => monitor::monitor(&args).await,
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { out_dir } => shell::man(out_dir.as_deref()),
     }
 }

@@ -77,11 +77,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     };
     // The directory is loaded in the background so the API answers at once (compiling a
     // Python policy the first time takes seconds); each load is a PolicyLoaded event.
+    // The shared ledger's bindings and caches are applied once the policies they name are
+    // loaded.
     let watcher = if dir.is_dir() {
         let d = daemon.clone();
-        Some(tokio::task::spawn_blocking(move || d.watch_policies(&dir)))
+        Some(tokio::task::spawn_blocking(move || {
+            let watch = d.watch_policies(&dir);
+            d.restore_catalog();
+            watch
+        }))
     } else {
         tracing::info!(dir = %dir.display(), "no policies directory; not watching");
+        let d = daemon.clone();
+        tokio::task::spawn_blocking(move || d.restore_catalog());
         None
     };
     daemon::serve(daemon, listener, daemon::shutdown_signal()).await?;

@@ -91,8 +91,9 @@ fn pg_host(url: &str, id: &str) -> ResourceManager {
 
 /// Runs allocate + release pairs on `THREADS_PER_HOST` threads per host for `RUN_FOR`;
 /// answers (pairs per second, p99 of one pair in µs). Each thread uses its own tenant, as
-/// sidecars of different services would; the global counter row is still shared.
-fn pairs(hosts: &[ResourceManager]) -> (f64, f64) {
+/// sidecars of different services would (the global counters are still shared), unless
+/// `one_tenant`: then every thread's grants meet on the same tenant's counter row.
+fn pairs(hosts: &[ResourceManager], one_tenant: bool) -> (f64, f64) {
     let start = Instant::now();
     let mut lat: Vec<u64> = std::thread::scope(|s| {
         let handles: Vec<_> = hosts
@@ -101,7 +102,11 @@ fn pairs(hosts: &[ResourceManager]) -> (f64, f64) {
             .flat_map(|(h, m)| (0..THREADS_PER_HOST).map(move |t| (h, t, m)))
             .map(|(h, t, m)| {
                 s.spawn(move || {
-                    let tenant = format!("t{h}-{t}");
+                    let tenant = if one_tenant {
+                        "shared".to_string()
+                    } else {
+                        format!("t{h}-{t}")
+                    };
                     let mut lat = Vec::new();
                     while start.elapsed() < RUN_FOR {
                         let t0 = Instant::now();
@@ -134,26 +139,87 @@ fn pairs(hosts: &[ResourceManager]) -> (f64, f64) {
     (lat.len() as f64 / secs, p99)
 }
 
+/// The database's own ceiling for the same work: each of `THREADS_PER_HOST` threads with its
+/// own connection calls `rm_grant` and `rm_release` directly (no manager, pool, events or
+/// JSON decoding), so the ledger's figure reads as a share of what the server does here.
+fn raw_pairs(url: &str) -> f64 {
+    let start = Instant::now();
+    let n: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS_PER_HOST)
+            .map(|t| {
+                s.spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async move {
+                        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                            .await
+                            .expect("connect");
+                        tokio::spawn(conn);
+                        let grant = c
+                            .prepare(
+                                "SELECT (rm_grant($1, 'connections', 1, -1, $2, 0, -1, '{}', '', \
+                                 0::smallint, NULL, NULL, 'raw', false) \
+                                 -> 'allocation' ->> 'id')::bigint",
+                            )
+                            .await
+                            .unwrap();
+                        let release = c
+                            .prepare("SELECT rm_release($1, 'raw', 'released')::text")
+                            .await
+                            .unwrap();
+                        let tenant = format!("raw-{t}");
+                        let limit: i64 = 1 << 40;
+                        let mut n = 0u64;
+                        while start.elapsed() < RUN_FOR {
+                            let id: Option<i64> = c
+                                .query_one(&grant, &[&tenant, &limit])
+                                .await
+                                .unwrap()
+                                .get(0);
+                            if let Some(id) = id {
+                                c.query_one(&release, &[&id]).await.unwrap();
+                                n += 1;
+                            }
+                        }
+                        n
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 fn main() {
     println!("# allocate + release pairs ({THREADS_PER_HOST} threads per host, {RUN_FOR:?} each)");
-    let (mem1, mem1_p99) = pairs(&[manager(None)]);
+    let (mem1, mem1_p99) = pairs(&[manager(None)], false);
     println!("memory ledger, 1 host:      {mem1:>10.0} pairs/s   p99 {mem1_p99:>7.0} µs");
     let url = fresh_database();
     let one = [pg_host(&url, "bench-1")];
-    let (pg1, pg1_p99) = pairs(&one);
+    let (pg1, pg1_p99) = pairs(&one, false);
     println!("postgres ledger, 1 host:    {pg1:>10.0} pairs/s   p99 {pg1_p99:>7.0} µs");
+    let raw = raw_pairs(&url);
+    println!(
+        "  rm_grant + rm_release called directly: {raw:>10.0} pairs/s (the server's ceiling here)"
+    );
+    let (pg1t, pg1t_p99) = pairs(&one, true);
+    println!("  same, all on one tenant:  {pg1t:>10.0} pairs/s   p99 {pg1t_p99:>7.0} µs");
     let three = [
         pg_host(&url, "bench-a"),
         pg_host(&url, "bench-b"),
         pg_host(&url, "bench-c"),
     ];
-    let (pg3, pg3_p99) = pairs(&three);
+    let (pg3, pg3_p99) = pairs(&three, false);
     println!("postgres ledger, 3 hosts:   {pg3:>10.0} pairs/s   p99 {pg3_p99:>7.0} µs");
     println!(
         "ratios: postgres/memory {:.4}x; 3 hosts/1 host {:.2}x (target >= 1.0); \
-         1 host {pg1:.0}/s vs target 2000/s",
+         1 host {pg1:.0}/s vs target 2000/s; 1 host / direct calls {:.2}x",
         pg1 / mem1,
-        pg3 / pg1
+        pg3 / pg1,
+        pg1 / raw
     );
     for m in one.iter().chain(three.iter()) {
         m.check_invariants()

@@ -12,6 +12,7 @@
 //! | [`resources`] | the allocation ledger, quotas, preemption, leases, orphans, rate limits | know about HTTP or Wasm |
 //! | [`memory`] | caches and their eviction protocol, pressure levels and responses, leaks, gc, snapshots, `sim` | import wasmtime |
 //! | [`pools`] | PostgreSQL and Redis pools (cargo features `postgres`, `redis`): recycling, retry, breaker, health, ranked wait queue, metrics | decide waiter order itself |
+//! | [`tls`] | TLS to PostgreSQL: `sslmode` / `sslrootcert` to a rustls connector, for the pools and the ledger (feature `postgres`) | open connections itself |
 //! | [`events`] | the broadcast bus and the recent-events ring (audit log via tracing) | block a publisher |
 //! | [`health`] | the health report shape and its status rules | gather data itself |
 //! | [`limits`] | the bounds on client- and policy-supplied strings and sizes | - |
@@ -39,3 +40,5 @@ pub mod policy;
 pub mod pools;
 pub mod resources;
 pub mod telemetry;
+#[cfg(feature = "postgres")]
+pub mod tls;

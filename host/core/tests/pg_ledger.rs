@@ -6,10 +6,13 @@
 
 use proptest::prelude::*;
 use rmhost_core::events::EventBus;
+use rmhost_core::host::binding;
+use rmhost_core::policy::PolicyKind;
 use rmhost_core::policy::ResourceKind;
 use rmhost_core::resources::{
-    AllocationFilter, AllocationRequest, GlobalLimits, ManagerOptions, ManagerParts, PgLedger,
-    PgLedgerOptions, ResourceError, ResourceManager, SharedLedger,
+    AllocationFilter, AllocationRequest, CacheDef, GlobalLimits, ManagerOptions, ManagerParts,
+    PgLedger, PgLedgerOptions, RemoteChange, ResourceError, ResourceManager, SharedCatalog,
+    SharedLedger,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,13 +211,20 @@ fn drift_is_repaired_from_the_live_rows() {
             .await
             .unwrap();
         tokio::spawn(conn);
-        c.batch_execute("UPDATE rm_usage SET used = used + 40")
-            .await
-            .unwrap();
+        c.batch_execute(
+            "UPDATE rm_usage SET used = used + 40; UPDATE rm_global SET used = used + 40 \
+             WHERE used > 0",
+        )
+        .await
+        .unwrap();
     });
     let err = m.check_invariants().unwrap_err().to_string();
     assert!(err.contains("differ"), "{err}");
-    assert_eq!(m.repair().unwrap(), 2, "the tenant row and the global row");
+    assert_eq!(
+        m.repair().unwrap(),
+        2,
+        "the tenant row and its global stripe"
+    );
     m.check_invariants().unwrap();
     let u = m.tenant_usage("acme").unwrap();
     assert_eq!(
@@ -314,4 +324,137 @@ proptest! {
         let counted = usage.global.iter().find(|k| k.kind == ResourceKind::Connections).unwrap().used;
         prop_assert_eq!(sum, counted);
     }
+}
+
+#[test]
+fn bindings_and_cache_definitions_are_stored_and_reach_the_other_hosts() {
+    let url = fresh_database("catalog");
+    let (_m1, one) = host(&url, "c1");
+    let (_m2, two) = host(&url, "c2");
+    let mut heard = two.take_changes().expect("the change stream");
+
+    // Config and --policy bindings seed the ledger; a second seed does not overwrite.
+    let lru = binding(None, PolicyKind::Eviction, Some("lru"));
+    assert_eq!(one.set_binding(&lru, true).unwrap().as_deref(), Some("lru"));
+    let other = binding(None, PolicyKind::Eviction, Some("s3fifo"));
+    assert_eq!(
+        two.set_binding(&other, true).unwrap().as_deref(),
+        Some("lru")
+    );
+    // What the API sets overwrites and is announced.
+    let acme = binding(Some("acme"), PolicyKind::Quota, Some("fair-quota"));
+    assert_eq!(
+        one.set_binding(&acme, false).unwrap().as_deref(),
+        Some("fair-quota")
+    );
+    let def = CacheDef {
+        name: "acme/sessions".into(),
+        tenant: "acme".into(),
+        capacity_bytes: 1 << 20,
+        policy: Some("s3fifo".into()),
+    };
+    one.put_cache_def(&def).unwrap();
+    one.remove_cache_def("acme/sessions").unwrap();
+    one.set_binding(&binding(Some("acme"), PolicyKind::Quota, None), false)
+        .unwrap();
+    // Out-of-range capacities are refused with the field named; nothing is stored.
+    let huge = CacheDef {
+        capacity_bytes: u64::MAX,
+        ..def.clone()
+    };
+    let err = one.put_cache_def(&huge).unwrap_err().to_string();
+    assert!(err.contains("capacity_bytes"), "{err}");
+
+    assert_eq!(two.bindings().unwrap(), vec![lru.clone()]);
+    assert!(two.cache_defs().unwrap().is_empty());
+    one.put_cache_def(&def).unwrap();
+    assert_eq!(two.cache_defs().unwrap(), vec![def.clone()]);
+
+    // The other host hears each change in commit order (the seed was not announced).
+    let expected = vec![
+        RemoteChange::Binding(acme),
+        RemoteChange::Cache {
+            name: def.name.clone(),
+            def: Some(def.clone()),
+        },
+        RemoteChange::Cache {
+            name: def.name.clone(),
+            def: None,
+        },
+        RemoteChange::Binding(binding(Some("acme"), PolicyKind::Quota, None)),
+        RemoteChange::Cache {
+            name: def.name.clone(),
+            def: Some(def.clone()),
+        },
+    ];
+    let got = runtime().block_on(async {
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            match tokio::time::timeout(Duration::from_secs(10), heard.recv()).await {
+                Ok(Some(c)) => got.push(c),
+                _ => break,
+            }
+        }
+        got
+    });
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn time_in_which_no_host_reached_the_ledger_is_forgiven_before_anything_is_reaped() {
+    let url = fresh_database("forgive");
+    let (m, _l) = host(&url, "h1");
+    let lease = |ttl_ms| AllocationRequest {
+        ttl_ms: Some(ttl_ms),
+        ..req("acme", 1)
+    };
+    let during = m.allocate(lease(60_000)).unwrap();
+    let before = m.allocate(lease(60_000)).unwrap();
+    // Another host's pid-bound allocation (this process, alive); then that host goes quiet.
+    let (m2, l2) = host(&url, "h2");
+    let bound = m2
+        .allocate(AllocationRequest {
+            pid: Some(std::process::id()),
+            ..req("acme", 1)
+        })
+        .unwrap();
+    drop(m2);
+    drop(l2);
+    // As if the database had been away for 30 s: `during` ran out in the outage, `before`
+    // ten seconds before it began, and h2's heartbeat was current when it began.
+    runtime().block_on(async {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(&format!(
+            "BEGIN; \
+             UPDATE rm_clock SET last = now() - interval '30 s'; \
+             UPDATE rm_allocations SET expires_at = now() - interval '5 s' WHERE id = {}; \
+             UPDATE rm_allocations SET expires_at = now() - interval '40 s' WHERE id = {}; \
+             UPDATE rm_hosts SET heartbeat = now() - interval '31 s' WHERE host_id = 'h2'; \
+             COMMIT",
+            during.id, before.id
+        ))
+        .await
+        .unwrap();
+    });
+    let reaped: Vec<u64> = m.reclaim_orphans().iter().map(|a| a.id).collect();
+    assert_eq!(
+        reaped,
+        vec![before.id],
+        "only the lease that ran out before the gap"
+    );
+    let live: Vec<u64> = m
+        .allocations(&AllocationFilter::default())
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(live.contains(&during.id), "{live:?}");
+    assert!(
+        live.contains(&bound.id),
+        "h2's pid-bound allocation waits for h2's lapse counted without the gap: {live:?}"
+    );
+    m.check_invariants().unwrap();
 }

@@ -123,6 +123,12 @@ impl QuotaPolicy for Resolver {
             None => NativeQuota.name().to_string(),
         }
     }
+
+    // With no Wasm policy bound for the tenant (or its binding quarantined), the native
+    // policy decides.
+    fn grants_what_fits(&self, tenant: &str) -> bool {
+        self.0.resolve(Some(tenant), PolicyKind::Quota).is_none()
+    }
 }
 
 impl PriorityPolicy for Resolver {

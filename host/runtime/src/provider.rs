@@ -44,6 +44,15 @@ impl PolicyProvider for PolicyRuntime {
         builtin_eviction(n).ok_or_else(|| PolicyLookupError::unknown(n))
     }
 
+    fn apply_binding(
+        &self,
+        tenant: Option<&str>,
+        kind: PolicyKind,
+        policy: Option<&str>,
+    ) -> Result<(), String> {
+        self.bind(tenant, kind, policy).map_err(|e| e.to_string())
+    }
+
     fn instance_memory(&self) -> Vec<InstanceMemory> {
         self.list()
             .into_iter()

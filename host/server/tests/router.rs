@@ -178,6 +178,7 @@ async fn a_tenant_token_on_an_admin_route_is_403() {
         (Method::GET, "/v1/snapshot", None),
         (Method::GET, "/v1/leaks", None),
         (Method::POST, "/v1/policies/reload", None),
+        (Method::POST, "/v1/ledger/repair", None),
         (
             Method::PUT,
             "/v1/tenants/acme/quotas",
@@ -199,6 +200,14 @@ async fn a_tenant_token_on_an_admin_route_is_403() {
     // The admin may.
     let r = api.post("/v1/gc", Some(ADMIN), "null").await;
     assert_eq!(r.status, StatusCode::OK);
+    let r = api.post("/v1/ledger/repair", Some(ADMIN), "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let repaired: rmhost_server::wire::RepairReport = r.json();
+    assert_eq!(repaired.ledger, "memory");
+    assert_eq!(
+        repaired.fixed, 0,
+        "the in-memory ledger has nothing to repair"
+    );
 }
 
 #[tokio::test]
@@ -469,4 +478,41 @@ async fn metrics_speak_openmetrics_when_asked() {
         text.contains("rmhost_allocation_denials_total{reason=\"shed\"} 0\n"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn livez_is_200_and_readyz_follows_ready_with_kubernetes_verbose_lines() {
+    let api = Api::new();
+    let text = |a: &Answer| String::from_utf8_lossy(&a.body).into_owned();
+    // Probes carry no token; the process is live before it is ready.
+    let r = api.get("/livez", None).await;
+    assert_eq!((r.status, text(&r).as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(r.headers[header::CONTENT_TYPE], "text/plain; charset=utf-8");
+    let r = api.get("/livez?verbose", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(text(&r), "[+]ping ok\nlivez check passed\n");
+
+    // Not started: 503, and the failing check says why even without ?verbose.
+    let r = api.get("/readyz", None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        text(&r),
+        "[-]serving failed: not serving yet, or draining\n[+]state ok\nreadyz check failed\n"
+    );
+    api.daemon.host.set_ready(true);
+    let r = api.get("/readyz", None).await;
+    assert_eq!((r.status, text(&r).as_str()), (StatusCode::OK, "ok"));
+    let r = api.get("/readyz?verbose=1", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        text(&r),
+        "[+]serving ok\n[+]state ok\nreadyz check passed\n"
+    );
+    // Draining: not ready again, while still live.
+    api.daemon.host.set_ready(false);
+    assert_eq!(
+        api.get("/readyz", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(api.get("/livez", None).await.status, StatusCode::OK);
 }

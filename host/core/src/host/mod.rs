@@ -25,7 +25,10 @@
 //! | `sink.rs` | [`HostSink`]: carrying out pressure actions |
 //! | `tasks.rs` | background tasks: sampling, reaper, limit watch, monitor, leak scan |
 //! | `checks.rs` | [`Host::health`] |
+//! | `catalog.rs` | caches and bindings kept on the shared ledger, other hosts' changes |
+//! | `tenancy.rs` | [`Host::declare_cache`]: the per-tenant bounds of a cache |
 
+mod catalog;
 mod checks;
 mod policies;
 mod sink;
@@ -33,9 +36,10 @@ mod state;
 mod tasks;
 mod tenancy;
 
+pub use catalog::{CatalogRestore, binding};
 pub use policies::{NativePolicies, PolicyLookupError, PolicyProvider};
 pub use sink::HostSink;
-pub use state::{RateCheckError, host_id};
+pub use state::{BackendState, RateCheckError, host_id};
 
 use crate::config::Config;
 use crate::events::EventBus;

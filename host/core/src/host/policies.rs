@@ -5,8 +5,8 @@
 
 use crate::memory::InstanceMemory;
 use crate::policy::{
-    BUILTIN_EVICTION, EvictionPolicy, NativePressure, NativePriority, NativeQuota, PressurePolicy,
-    PriorityPolicy, QuotaPolicy, builtin_eviction,
+    BUILTIN_EVICTION, EvictionPolicy, NativePressure, NativePriority, NativeQuota, PolicyKind,
+    PressurePolicy, PriorityPolicy, QuotaPolicy, builtin_eviction,
 };
 use std::sync::Arc;
 
@@ -61,6 +61,23 @@ pub trait PolicyProvider: Send + Sync + std::fmt::Debug {
     /// Linear memory of every policy instance (for leak detection and snapshots).
     fn instance_memory(&self) -> Vec<InstanceMemory> {
         Vec::new()
+    }
+    /// Binds `policy` for (`tenant`, `kind`) (`None`s: the default binding; unbinds), as
+    /// another host did or the shared ledger holds. `Err` says why it cannot (the policy is
+    /// not loaded here, or does not decide that kind).
+    fn apply_binding(
+        &self,
+        tenant: Option<&str>,
+        kind: PolicyKind,
+        policy: Option<&str>,
+    ) -> Result<(), String> {
+        let _ = (tenant, kind);
+        match policy {
+            None => Ok(()),
+            Some(p) => Err(format!(
+                "cannot bind {p:?}: this host has no Wasm policy runtime"
+            )),
+        }
     }
 }
 

@@ -137,6 +137,30 @@ impl Host {
         match *shared {}
     }
 
+    /// Each configured shared backend (`postgres` for the ledger, `redis` for rate limits)
+    /// with whether it is reachable and the live hosts it counts, for `/metrics`.
+    pub fn state_backends(&self) -> Vec<BackendState> {
+        let mut out = Vec::new();
+        if let Some(l) = self.resources.shared_ledger() {
+            out.push(BackendState {
+                backend: l.backend(),
+                role: "ledger",
+                up: l.down().is_none(),
+                live_hosts: l.live_hosts(),
+            });
+        }
+        #[cfg(feature = "redis")]
+        if let Some(s) = &self.shared_rate {
+            out.push(BackendState {
+                backend: "redis",
+                role: "ratelimit",
+                up: !s.is_down(),
+                live_hosts: u64::from(s.live_hosts()),
+            });
+        }
+        out
+    }
+
     /// The `state` health check: the shared backends' reachability (healthy when none is
     /// configured). `/ready` is 503 while it is unhealthy.
     pub fn state_check(&self) -> HealthCheck {
@@ -181,4 +205,17 @@ impl Host {
             limit: None,
         }
     }
+}
+
+/// A shared backend as [`Host::state_backends`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendState {
+    /// `postgres` or `redis`.
+    pub backend: &'static str,
+    /// What it holds: `ledger` or `ratelimit`.
+    pub role: &'static str,
+    /// Reachable at the last call.
+    pub up: bool,
+    /// Hosts whose heartbeat it holds as current.
+    pub live_hosts: u64,
 }

@@ -31,11 +31,14 @@ impl Host {
             .shared_ledger()
             .and_then(|l| l.take_changes())
         {
-            // Other hosts' releases, preemptions, reclaims and quota changes.
-            let resources = self.resources.clone();
+            // Other hosts' preemptions, reclaims, quota, binding and cache changes, in the
+            // order they committed (declaring a cache instantiates its policy: off the
+            // async workers).
+            let host = self.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(c) = changes.recv().await {
-                    resources.apply_remote(c);
+                    let h = host.clone();
+                    let _ = tokio::task::spawn_blocking(move || h.apply_remote(c)).await;
                 }
             }));
         }

@@ -45,6 +45,12 @@ pub enum CacheError {
     /// The cache is typed (in-process) and has no string-keyed entries.
     #[error("cache {0:?} is an in-process typed cache: entries cannot be added by key")]
     NotAccounting(String),
+    /// The eviction policy asked for cannot be had.
+    #[error("policy: {0}")]
+    Policy(#[from] crate::host::PolicyLookupError),
+    /// The shared ledger could not store the cache's definition (nothing was changed).
+    #[error(transparent)]
+    Shared(#[from] crate::resources::ResourceError),
 }
 
 /// What the registry needs of any cache, typed or accounting.

@@ -17,6 +17,10 @@ impl QuotaPolicy for NativeQuota {
         "builtin:quota"
     }
 
+    fn grants_what_fits(&self, _tenant: &str) -> bool {
+        true
+    }
+
     fn decide(
         &self,
         req: &QuotaRequest,

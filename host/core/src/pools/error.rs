@@ -126,3 +126,20 @@ impl SettingsError {
         }
     }
 }
+
+/// `e` and its causes joined with `: `, skipping a cause whose text is already shown.
+/// tokio-postgres' errors display only their kind ("error performing TLS handshake"); the
+/// reason an operator needs ("invalid peer certificate: UnknownIssuer") is the cause.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
+}

@@ -140,7 +140,8 @@ impl<B: Backend> Instrumented<B> {
                         returned: now,
                     });
                 }
-                Ok(Err(e)) => last = Box::new(e),
+                // The whole chain: a TLS failure says why only in its causes.
+                Ok(Err(e)) => last = super::error::error_chain(&e).into(),
                 Err(_) => {
                     last = format!(
                         "connect timed out after {} ms",

@@ -43,7 +43,7 @@ mod settings;
 mod tests;
 
 pub use breaker::CircuitState;
-pub use error::{BackendError, PoolError, PoolTimeout, SettingsError};
+pub use error::{BackendError, PoolError, PoolTimeout, SettingsError, error_chain};
 pub use managed::{Backend, ManagedPool, Pooled};
 pub use metrics::{LATENCY_BOUNDS_US, LatencyHistogram, PoolMetrics};
 #[cfg(feature = "postgres")]

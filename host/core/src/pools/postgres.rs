@@ -1,10 +1,10 @@
-//! The Postgres backend: deadpool-postgres' manager over tokio-postgres, without TLS.
+//! The Postgres backend: deadpool-postgres' manager over tokio-postgres, with TLS as the
+//! URL's `sslmode` says (crate::tls).
 
 use super::error::{BackendError, PoolError};
 use super::managed::{Backend, Ctx, ManagedPool, Pooled};
 use super::settings::{PostgresSettings, RecycleCheck, redact};
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, RecyclingMethod};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +33,11 @@ pub(crate) fn build(
     s: &PostgresSettings,
     ctx: Arc<Ctx>,
 ) -> Result<PostgresPool, PoolError> {
-    let mut pg = tokio_postgres::Config::from_str(&s.url).map_err(|e| PoolError::Backend {
+    let target = crate::tls::parse(&s.url).map_err(|e| PoolError::Backend {
         pool: format!("postgres/{name}"),
         source: format!("bad url {}: {e}", redact(&s.url)).into(),
     })?;
+    let mut pg = target.config;
     // Naming the sessions lets operators (and our tests) find them in pg_stat_activity.
     if pg.get_application_name().is_none() {
         let app = s
@@ -53,10 +54,6 @@ pub(crate) fn build(
         RecycleCheck::Verified => RecyclingMethod::Verified,
         RecycleCheck::Clean => RecyclingMethod::Clean,
     };
-    let manager = Manager::from_config(
-        pg,
-        tokio_postgres::NoTls,
-        ManagerConfig { recycling_method },
-    );
+    let manager = Manager::from_config(pg, target.tls, ManagerConfig { recycling_method });
     ManagedPool::new(name, manager, s.common(), ctx)
 }

@@ -449,12 +449,12 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// The URL parses as a tokio-postgres config, or the backend is compiled out.
+/// The URL parses (TLS keys and CA file included), or the backend is compiled out.
 fn check_postgres_url(key: &str, url: &str) -> Result<(), SettingsError> {
     #[cfg(feature = "postgres")]
-    let outcome = <tokio_postgres::Config as std::str::FromStr>::from_str(url)
+    let outcome = crate::tls::parse(url)
         .map(drop)
-        .map_err(|e| format!("is not a Postgres URL: {e}"));
+        .map_err(|e| format!("is not a usable Postgres URL: {e}"));
     #[cfg(not(feature = "postgres"))]
     let outcome: Result<(), String> = Err(
         "needs PostgreSQL support: this build of rmhost-core has the `postgres` feature off".into(),

@@ -7,6 +7,7 @@
 //! (native or Wasm, resolved per tenant by the runtime) but never sees wasmtime. Emits an
 //! event for every grant, release, denial, reclaim and threshold crossing.
 
+mod catalog;
 mod ledger;
 mod orphans;
 #[cfg(feature = "postgres")]
@@ -17,6 +18,7 @@ mod shared_ops;
 #[cfg(feature = "redis")]
 mod shared_rate;
 
+pub use catalog::{CacheDef, SharedCatalog, StoredBinding};
 pub use ledger::{Allocation, Ledger, Totals};
 pub use orphans::{ProcessProbe, ProcfsProbe, spawn_reaper};
 #[cfg(feature = "postgres")]

@@ -61,6 +61,8 @@ pub enum GrantOutcome {
         tenant_used: u64,
         /// Global use of the kind after the grant.
         global_used: u64,
+        /// The tenant's quota the grant was checked against.
+        quota: Option<u64>,
     },
     /// The tenant's counter moved since the snapshot.
     Conflict,
@@ -115,11 +117,23 @@ pub enum RemoteChange {
         /// Requests per minute (`None`: back to the default).
         per_minute: Option<u32>,
     },
+    /// The listener reconnected: what other hosts changed meanwhile was not heard, so the
+    /// host reloads what it caches from the ledger (quotas, overrides, bindings, caches).
+    Resync,
+    /// A policy binding changed (applied by the host, not the manager).
+    Binding(super::StoredBinding),
+    /// A cache definition changed (applied by the host, not the manager).
+    Cache {
+        /// The registry name.
+        name: String,
+        /// The new definition (`None`: the cache was deleted).
+        def: Option<super::CacheDef>,
+    },
 }
 
 /// A ledger several hosts share. Every call waits at most the backend timeout and answers
 /// [`ResourceError::Unavailable`] naming the backend when it cannot.
-pub trait SharedLedger: Send + Sync + std::fmt::Debug {
+pub trait SharedLedger: super::SharedCatalog + Send + Sync + std::fmt::Debug {
     /// The backend's name (`postgres`), for messages and metrics.
     fn backend(&self) -> &'static str;
     /// What the quota policy is shown for `request`.

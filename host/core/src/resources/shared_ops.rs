@@ -33,6 +33,45 @@ impl ResourceManager {
             amount: req.amount,
             priority: req.priority,
         };
+        // The built-in quota policy grants exactly what fits the quota, which rm_grant
+        // checks itself: one round trip, no snapshot. Over the quota it may preempt, which
+        // needs the holders, so a refusal goes on to the snapshot and the policy below.
+        if policy.grants_what_fits(&req.tenant) {
+            let grant = Grant {
+                request: req,
+                default_quota,
+                global_limit,
+                elsewhere,
+                version: None,
+                victims: Vec::new(),
+            };
+            match shared.grant(&grant)? {
+                GrantOutcome::Granted {
+                    allocation,
+                    preempted,
+                    tenant_used,
+                    global_used,
+                    quota,
+                } => {
+                    self.after_grant(
+                        &allocation,
+                        &preempted,
+                        (tenant_used, quota),
+                        (global_used, global_limit),
+                    );
+                    return Ok(allocation);
+                }
+                GrantOutcome::Limit { used } => {
+                    return Err(ResourceError::LimitExceeded {
+                        kind: req.kind,
+                        used,
+                        requested: req.amount,
+                        limit: global_limit,
+                    });
+                }
+                GrantOutcome::Quota { .. } | GrantOutcome::Conflict => {}
+            }
+        }
         let mut attempt = 0;
         let (allocation, preempted, tenant_used, global_used, quota) = loop {
             attempt += 1;
@@ -82,7 +121,8 @@ impl ResourceManager {
                     preempted,
                     tenant_used,
                     global_used,
-                } => break (allocation, preempted, tenant_used, global_used, snap.quota),
+                    quota,
+                } => break (allocation, preempted, tenant_used, global_used, quota),
                 GrantOutcome::Conflict => {
                     self.inner.stats.lock().conflicts += 1;
                     continue;
@@ -117,7 +157,8 @@ impl ResourceManager {
 
     /// Applies a change another host made: its releases reach this host's event streams
     /// (a tenant watching here sees its allocation preempted or reclaimed there), its quota
-    /// and rate-override changes this host's caches of them.
+    /// and rate-override changes this host's caches of them. Binding and cache changes are
+    /// left to the host, which owns the runtime and the caches.
     pub fn apply_remote(&self, change: RemoteChange) {
         match change {
             RemoteChange::Released {
@@ -165,6 +206,13 @@ impl ResourceManager {
             RemoteChange::Rate { tenant, per_minute } => {
                 self.inner.rates.set_override(&tenant, per_minute);
             }
+            RemoteChange::Resync => {
+                if let Err(e) = self.load_shared() {
+                    tracing::warn!(error = %e, "quotas and overrides not reloaded");
+                }
+            }
+            // Bindings and caches are the host's (`Host::apply_remote`), not the ledger's.
+            RemoteChange::Binding(_) | RemoteChange::Cache { .. } => {}
         }
     }
 

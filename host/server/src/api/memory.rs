@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rmhost_core::limits::MAX_NAME_LEN;
 use rmhost_core::memory::{CacheError, CacheInfo, purge};
+use rmhost_core::resources::CacheDef;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ impl From<CacheError> for ApiError {
                 ApiError::invalid(msg)
             }
             CacheError::OverShare { .. } => ApiError::conflict("over_share", msg),
+            CacheError::Policy(_) => ApiError::invalid(msg),
+            CacheError::Shared(e) => ApiError::from(e),
         }
     }
 }
@@ -121,13 +124,6 @@ pub async fn put_cache(
         .unwrap_or_else(|| "default".to_string());
     caller.check(&tenant)?;
     let host = s.host.clone();
-    let policy = {
-        let h = host.clone();
-        let (t, p) = (tenant.clone(), b.policy.clone());
-        blocking(move || h.eviction_policy(&t, p.as_deref()))
-            .await?
-            .map_err(|e| ApiError::invalid(format!("policy: {e}")))?
-    };
     if let Ok(id) = resolve(&s, &caller, &name) {
         let existing = cache_info(&s, &id)?;
         if existing.stats.capacity_bytes != b.capacity_bytes {
@@ -140,12 +136,17 @@ pub async fn put_cache(
             ));
         }
         let n = id.clone();
-        blocking(move || host.caches.set_policy(&n, policy)).await??;
+        blocking(move || host.set_cache_policy(&n, b.policy.as_deref())).await??;
         return Ok(Json(view(&caller, cache_info(&s, &id)?)).into_response());
     }
-    let id = declared_name(&caller, &name)?;
-    let n = id.clone();
-    blocking(move || host.declare_cache(&n, &tenant, b.capacity_bytes, policy)).await??;
+    let def = CacheDef {
+        name: declared_name(&caller, &name)?,
+        tenant,
+        capacity_bytes: b.capacity_bytes,
+        policy: b.policy,
+    };
+    let id = def.name.clone();
+    blocking(move || host.create_cache(&def)).await??;
     Ok((
         StatusCode::CREATED,
         Json(view(&caller, cache_info(&s, &id)?)),
@@ -183,7 +184,8 @@ pub async fn delete_cache(
 ) -> Result<Json<CacheDeleted>, ApiError> {
     let Path(name) = p?;
     let id = resolve(&s, &caller, &name)?;
-    s.host.caches.unregister(&id)?;
+    let host = s.host.clone();
+    blocking(move || host.delete_cache(&id)).await??;
     Ok(Json(CacheDeleted { deleted: name }))
 }
 

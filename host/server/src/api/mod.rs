@@ -1,4 +1,4 @@
-//! The HTTP API: `/health`, `/ready`, `/metrics` and the JSON `/v1/...` routes, on axum.
+//! The HTTP API: `/health`, `/ready`, `/livez`, `/readyz`, `/metrics` and the JSON `/v1/...` routes, on axum.
 //!
 //! Owns: routing, auth, request validation and the mapping of library errors to HTTP.
 //! Handlers only translate: every decision is made by the managers in `Host`. Guest calls
@@ -12,6 +12,7 @@ mod guard;
 mod memory;
 mod metrics;
 mod policies;
+mod probes;
 mod resources;
 mod system;
 
@@ -68,6 +69,8 @@ pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
+        .route("/livez", get(probes::livez))
+        .route("/readyz", get(probes::readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/health", get(system::health))
         .route("/v1/usage", get(resources::usage))
@@ -86,6 +89,7 @@ pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
             get(resources::get_quotas).put(resources::put_quotas),
         )
         .route("/v1/ratelimit/check", post(resources::rate_check))
+        .route("/v1/ledger/repair", post(resources::repair))
         .route("/v1/events", get(events::stream))
         .route("/v1/policies", get(policies::list))
         .route("/v1/policies/reload", post(policies::reload))

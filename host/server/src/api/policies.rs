@@ -6,6 +6,7 @@ use crate::wire::{BindingAnswer, PolicyInfo, PolicyList, ReloadAnswer};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
+use rmhost_core::host::binding;
 use rmhost_core::policy::PolicyKind;
 use rmhost_runtime::RuntimeError;
 use serde::Deserialize;
@@ -23,6 +24,35 @@ impl From<RuntimeError> for ApiError {
             other => ApiError::internal(other),
         }
     }
+}
+
+/// Binds on this host's runtime (which validates the policy), then stores the binding in
+/// the shared ledger, if any; when the ledger refuses, the previous binding is put back, so
+/// an acknowledged binding is a durable one that every host applies. Off the async workers:
+/// a ledger write waits up to the backend timeout.
+async fn bind(
+    s: &AppState,
+    tenant: Option<String>,
+    kind: PolicyKind,
+    policy: Option<String>,
+) -> Result<(), ApiError> {
+    let (rt, host) = (s.runtime.clone(), s.host.clone());
+    tokio::task::spawn_blocking(move || {
+        let before = rt
+            .bindings()
+            .into_iter()
+            .find(|b| b.tenant == tenant && b.kind == kind)
+            .map(|b| b.policy);
+        rt.bind(tenant.as_deref(), kind, policy.as_deref())?;
+        let stored = binding(tenant.as_deref(), kind, policy.as_deref());
+        if let Err(e) = host.store_binding(&stored, false) {
+            let _ = rt.bind(tenant.as_deref(), kind, before.as_deref());
+            return Err(ApiError::from(e));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 fn kind(raw: &str) -> Result<PolicyKind, ApiError> {
@@ -106,7 +136,7 @@ pub async fn bind_tenant(
     caller.admin()?;
     let k = kind(&k)?;
     let Json(b) = body?;
-    s.runtime.bind(Some(&tenant), k, Some(&b.policy))?;
+    bind(&s, Some(tenant.clone()), k, Some(b.policy.clone())).await?;
     Ok(Json(BindingAnswer {
         tenant: Some(tenant),
         kind: k,
@@ -123,7 +153,7 @@ pub async fn unbind_tenant(
     let Path((tenant, k)) = p?;
     caller.admin()?;
     let k = kind(&k)?;
-    s.runtime.bind(Some(&tenant), k, None)?;
+    bind(&s, Some(tenant.clone()), k, None).await?;
     Ok(Json(BindingAnswer {
         tenant: Some(tenant),
         kind: k,
@@ -142,7 +172,7 @@ pub async fn bind_default(
     caller.admin()?;
     let k = kind(&k)?;
     let Json(b) = body?;
-    s.runtime.bind(None, k, Some(&b.policy))?;
+    bind(&s, None, k, Some(b.policy.clone())).await?;
     Ok(Json(BindingAnswer {
         tenant: None,
         kind: k,
@@ -159,7 +189,7 @@ pub async fn unbind_default(
     let Path(k) = p?;
     caller.admin()?;
     let k = kind(&k)?;
-    s.runtime.bind(None, k, None)?;
+    bind(&s, None, k, None).await?;
     Ok(Json(BindingAnswer {
         tenant: None,
         kind: k,

@@ -1,7 +1,7 @@
 //! Allocation, quota, usage and rate-limit routes.
 
 use super::{ApiError, AppState, Caller};
-use crate::wire::{QuotaEntry, Quotas, RateDecision, UsageReport};
+use crate::wire::{QuotaEntry, Quotas, RateDecision, RepairReport, UsageReport};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -107,6 +107,22 @@ pub async fn renew(
     })
     .await??;
     Ok(Json(a))
+}
+
+/// `POST /v1/ledger/repair` (admin): recomputes the ledger's counters from the live
+/// allocations (drift repair, as at start) and answers how many were wrong.
+pub async fn repair(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> Result<Json<RepairReport>, ApiError> {
+    caller.admin()?;
+    let m = s.host.resources.clone();
+    let ledger = m
+        .shared_ledger()
+        .map_or("memory", |l| l.backend())
+        .to_string();
+    let fixed = blocking(move || m.repair()).await??;
+    Ok(Json(RepairReport { ledger, fixed }))
 }
 
 /// Query of `GET /v1/allocations`.

@@ -1,12 +1,14 @@
 //! The daemon: the core [`Host`] built over the Wasm [`PolicyRuntime`], the policies it
 //! loads and watches, and the HTTP API served until a shutdown signal, draining in-flight
-//! requests within the configured timeout.
+//! requests within the configured timeout. Under systemd it reports readiness, stopping
+//! and watchdog pings (`notify`).
 //!
 //! Library users who want no HTTP build a `rmhost_core::host::Host` themselves (with the
 //! runtime as its policy provider); `rmhost run` is a thin wrapper over [`Daemon`] and
 //! [`serve`].
 
 mod listen;
+mod notify;
 mod policies;
 mod serve;
 

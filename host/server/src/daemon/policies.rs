@@ -3,6 +3,7 @@
 
 use super::{Daemon, DaemonError};
 use rmhost_core::config::Config;
+use rmhost_core::host::binding;
 use rmhost_runtime::{PolicyOptions, RuntimeOptions, WatchHandle};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,6 +62,35 @@ impl Daemon {
                 })?;
         }
         Ok(())
+    }
+
+    /// Seeds the shared ledger with this host's default bindings (`--policy`, config) where
+    /// it holds none, then applies what it holds: every host on one ledger binds the same
+    /// policies and declares the same caches, and a restart keeps what the API set. Call
+    /// it once the policies are loaded. Nothing here stops the host: what cannot be
+    /// applied is logged (and without a shared ledger there is nothing to do).
+    pub fn restore_catalog(&self) {
+        if self.host.resources.shared_ledger().is_none() {
+            return;
+        }
+        for b in self.runtime.bindings() {
+            if b.tenant.is_some() {
+                continue;
+            }
+            let seed = binding(None, b.kind, Some(&b.policy));
+            if let Err(e) = self.host.store_binding(&seed, true) {
+                tracing::warn!(error = %e, kind = %b.kind, "default binding not stored");
+            }
+        }
+        match self.host.restore_catalog() {
+            Ok(r) => tracing::info!(
+                bindings = r.bindings,
+                caches = r.caches,
+                skipped = r.skipped.len(),
+                "applied the shared ledger's bindings and caches"
+            ),
+            Err(e) => tracing::warn!(error = %e, "shared bindings and caches not applied"),
+        }
     }
 
     /// Loads every `*.wasm` in `dir` and watches it for changes. A broken file is reported

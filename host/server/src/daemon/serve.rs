@@ -32,12 +32,14 @@ pub async fn serve(
     check_listen(&host.config, addr)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let router = api::router(daemon.clone(), stop_rx.clone());
-    let background = host.spawn_background();
+    let mut background = host.spawn_background();
+    background.extend(super::notify::spawn_watchdog());
     host.set_ready(true);
     tracing::info!(%addr, "rmhost listening");
     // One machine-readable line on stdout, so scripts (and tests using port 0) learn the
     // address.
     println!("rmhost: listening on http://{addr}");
+    super::notify::ready();
 
     let server_stop = stop_rx.clone();
     let http = host.config.http.clone();
@@ -59,6 +61,7 @@ pub async fn serve(
     };
     tracing::info!(%reason, "shutting down: draining in-flight requests");
     host.set_ready(false);
+    super::notify::stopping();
     host.events.publish(Event::Shutdown { reason });
     let _ = stop_tx.send(true);
     let timeout = Duration::from_millis(host.config.shutdown_timeout_ms);

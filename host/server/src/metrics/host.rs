@@ -109,6 +109,23 @@ fn system(w: &mut DescriptorEncoder, host: &Host) -> fmt::Result {
 }
 
 fn ledger(w: &mut DescriptorEncoder, host: &Host) -> fmt::Result {
+    let backends = host.state_backends();
+    if !backends.is_empty() {
+        let label =
+            |b: &rmhost_core::host::BackendState| [("backend", b.backend), ("role", b.role)];
+        gauges(
+            w,
+            "state_backend_up",
+            "Whether a shared-state backend answered its last call (1) or not (0).",
+            backends.iter().map(|b| (label(b), u32::from(b.up))),
+        )?;
+        gauges(
+            w,
+            "state_live_hosts",
+            "Hosts with a current heartbeat on a shared-state backend.",
+            backends.iter().map(|b| (label(b), b.live_hosts)),
+        )?;
+    }
     // A shared ledger that cannot answer shows as BackendDown, not as a scrape error.
     let ledger = host.resources.usage().unwrap_or_default();
     let kind = |k: &rmhost_core::resources::KindUsage| [("kind", k.kind.as_str())];

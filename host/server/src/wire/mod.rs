@@ -13,7 +13,7 @@ mod system;
 
 pub use memory::{CacheDeleted, EntryRemoved, EntryStored, EntryValue, LeakList, Trimmed};
 pub use policies::{BindingAnswer, PolicyList, ReloadAnswer};
-pub use resources::{QuotaEntry, Quotas, UsageReport};
+pub use resources::{QuotaEntry, Quotas, RepairReport, UsageReport};
 pub use system::{PoolList, Profile, ProfilePoint, Ready};
 
 // The bodies that are core or runtime types, so a client needs only this module.

@@ -43,3 +43,12 @@ pub struct Quotas {
     /// The tenant's rate limit, requests per minute.
     pub requests_per_minute: u32,
 }
+
+/// `POST /v1/ledger/repair`: counters recomputed from the live allocations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairReport {
+    /// The ledger repaired (`memory` or `postgres`).
+    pub ledger: String,
+    /// Counter rows that differed from the live rows and were corrected.
+    pub fixed: u64,
+}

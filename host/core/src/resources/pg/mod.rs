@@ -1,11 +1,13 @@
-//! The PostgreSQL ledger (`[state] ledger = "postgres://…"`): allocations, quotas and
-//! rate-limit overrides in tables every host on the database shares.
+//! The PostgreSQL ledger (`[state] ledger = "postgres://…"`): allocations, quotas,
+//! rate-limit overrides, policy bindings and cache definitions in tables every host on the
+//! database shares.
 //!
 //! | file | owns |
 //! |---|---|
 //! | `mod.rs` | [`PgLedger`]: connection, migrations, bounded calls, health and heartbeat |
 //! | `schema.sql` | tables and the functions that make each change one atomic round trip |
 //! | `ops.rs` | the [`SharedLedger`](super::SharedLedger) operations |
+//! | `catalog.rs` | bindings and cache definitions ([`SharedCatalog`](super::SharedCatalog)) |
 //! | `listen.rs` | `LISTEN rm_ledger`: other hosts' changes, for this host's events and caches |
 //!
 //! Each change is one call of a PL/pgSQL function (`rm_grant`, `rm_release`, `rm_reap`),
@@ -15,6 +17,7 @@
 //! any thread (the manager's callers run on the blocking pool) and always wait a bounded
 //! time.
 
+mod catalog;
 mod listen;
 mod ops;
 
@@ -29,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The schema this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 const SCHEMA: &str = include_str!("schema.sql");
 /// Advisory-lock key serialising migrations across hosts ("rmhost" in ASCII).
 const MIGRATION_LOCK: i64 = 0x726d_686f_7374;
@@ -104,11 +107,13 @@ impl PgLedger {
             .enable_all()
             .build()
             .map_err(|e| unavailable(format!("cannot start the ledger's runtime: {e}")))?;
-        let mut pg = tokio_postgres::Config::from_str(&opts.url).map_err(|e| {
-            ResourceError::InvalidRequest {
-                field: "state.ledger".into(),
-                reason: format!("not a PostgreSQL URL: {e}"),
-            }
+        let crate::tls::PgTarget {
+            config: mut pg,
+            tls,
+            ..
+        } = crate::tls::parse(&opts.url).map_err(|e| ResourceError::InvalidRequest {
+            field: "state.ledger".into(),
+            reason: e.to_string(),
         })?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(opts.timeout);
@@ -124,7 +129,7 @@ impl PgLedger {
         pg.options(&options);
         let manager = Manager::from_config(
             pg.clone(),
-            tokio_postgres::NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -159,7 +164,17 @@ impl PgLedger {
         ledger.run(async move { heartbeat(&s).await })?;
         let rt = ledger.rt.as_ref().expect("runtime present until drop");
         rt.spawn(heartbeat_loop(shared.clone()));
-        rt.spawn(listen::listen_loop(shared.clone(), pg, tx));
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        rt.spawn(listen::listen_loop(shared.clone(), pg, tls, tx, ready_tx));
+        // Changes other hosts make from now on must be heard: wait (bounded) for LISTEN.
+        // If it is late, the listener's first connection resyncs instead.
+        let (heard_tx, heard) = std::sync::mpsc::sync_channel(1);
+        let limit = shared.opts.timeout;
+        rt.spawn(async move {
+            let _ = tokio::time::timeout(limit, ready).await;
+            let _ = heard_tx.send(());
+        });
+        let _ = heard.recv_timeout(limit + Duration::from_millis(100));
         Ok(Arc::new(ledger))
     }
 
@@ -215,7 +230,7 @@ fn pool_error(e: deadpool_postgres::PoolError) -> ResourceError {
         deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
             unavailable(format!("{BUSY} (raise state.ledger_pool_size)"))
         }
-        other => unavailable(other),
+        other => unavailable(crate::pools::error_chain(&other)),
     }
 }
 
@@ -319,15 +334,14 @@ async fn heartbeat(s: &Shared) -> Result<(), ResourceError> {
     let lapse_ms = s.opts.host_lapse.as_millis() as i64;
     client
         .execute(
-            "INSERT INTO rm_hosts (host_id) VALUES ($1) \
-             ON CONFLICT (host_id) DO UPDATE SET heartbeat = now()",
-            &[&s.opts.host_id],
+            "SELECT rm_heartbeat($1, $2)",
+            &[&s.opts.host_id, &(lapse_ms / 2)],
         )
         .await
         .map_err(unavailable)?;
     let rows = client
         .query(
-            "SELECT kind, used FROM rm_usage WHERE tenant = '' \
+            "SELECT kind, sum(used)::bigint FROM rm_global GROUP BY kind \
              UNION ALL SELECT '#hosts', count(*) FROM rm_hosts \
               WHERE heartbeat > now() - make_interval(secs => $1::bigint / 1000.0)",
             &[&lapse_ms],

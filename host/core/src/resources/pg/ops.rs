@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 
 /// PostgreSQL's `bigint` is signed: amounts and limits above `i64::MAX` cannot be stored,
 /// and a limit that large is no limit, so limits clamp and amounts are refused.
-fn big(v: u64) -> i64 {
+pub(super) fn big(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -75,6 +75,8 @@ struct GrantRow {
     used: i64,
     #[serde(default)]
     limit: i64,
+    #[serde(default)]
+    quota: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -87,7 +89,7 @@ const ALLOCATION_COLUMNS: &str = "rm_json(a)::text FROM rm_allocations a";
 
 impl PgLedger {
     /// One statement returning one text column, decoded as `T`.
-    fn one<T: for<'de> Deserialize<'de> + Send + 'static>(
+    pub(super) fn one<T: for<'de> Deserialize<'de> + Send + 'static>(
         &self,
         what: &'static str,
         sql: &'static str,
@@ -106,7 +108,7 @@ impl PgLedger {
     }
 
     /// One statement returning rows of one text column, each decoded as `T`.
-    fn many<T: for<'de> Deserialize<'de> + Send + 'static>(
+    pub(super) fn many<T: for<'de> Deserialize<'de> + Send + 'static>(
         &self,
         what: &'static str,
         sql: String,
@@ -124,12 +126,38 @@ impl PgLedger {
         texts.iter().map(|t| decode(what, t)).collect()
     }
 
-    fn host(&self) -> String {
+    pub(super) fn host(&self) -> String {
         self.shared.opts.host_id.clone()
     }
 
     fn note_global(&self, kind: ResourceKind, used: i64) {
         self.shared.global[slot(kind)].store(used.max(0) as u64, Ordering::Relaxed);
+    }
+
+    /// One call of `rm_grant`, with only the tenant's global stripe locked or (`slow`) all.
+    fn grant_once(&self, g: &Grant<'_>, slow: bool) -> Result<GrantRow, ResourceError> {
+        let r = g.request;
+        self.one(
+            "rm_grant",
+            "SELECT rm_grant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)::text",
+            vec![
+                Param::Text(r.tenant.clone()),
+                Param::Text(r.kind.as_str().into()),
+                Param::Big(big(r.amount)),
+                Param::Big(quota_arg(g.default_quota)),
+                Param::Big(big(g.global_limit)),
+                Param::Big(big(g.elsewhere)),
+                Param::Big(g.version.map_or(-1, big)),
+                Param::Bigs(g.victims.iter().map(|v| big(*v)).collect()),
+                Param::Text(r.owner.clone()),
+                Param::Small(r.priority as i16),
+                Param::OptBig(r.ttl_ms.map(big)),
+                Param::Int(r.pid.map(|p| p as i32)),
+                Param::Text(self.host()),
+                Param::Bool(slow),
+            ],
+        )?
+        .ok_or_else(|| unavailable("rm_grant answered nothing"))
     }
 }
 
@@ -143,6 +171,8 @@ pub(super) enum Param {
     Int(Option<i32>),
     OptBig(Option<i64>),
     Bigs(Vec<i64>),
+    Bool(bool),
+    OptText(Option<String>),
 }
 
 impl Param {
@@ -154,6 +184,8 @@ impl Param {
             Param::Int(v) => v,
             Param::OptBig(v) => v,
             Param::Bigs(v) => v,
+            Param::Bool(v) => v,
+            Param::OptText(v) => v,
         }
     }
 }
@@ -217,27 +249,12 @@ impl SharedLedger for PgLedger {
     fn grant(&self, g: &Grant<'_>) -> Result<GrantOutcome, ResourceError> {
         let r = g.request;
         check_amount(r)?;
-        let row: GrantRow = self
-            .one(
-                "rm_grant",
-                "SELECT rm_grant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)::text",
-                vec![
-                    Param::Text(r.tenant.clone()),
-                    Param::Text(r.kind.as_str().into()),
-                    Param::Big(big(r.amount)),
-                    Param::Big(quota_arg(g.default_quota)),
-                    Param::Big(big(g.global_limit)),
-                    Param::Big(big(g.elsewhere)),
-                    Param::Big(g.version.map_or(-1, big)),
-                    Param::Bigs(g.victims.iter().map(|v| big(*v)).collect()),
-                    Param::Text(r.owner.clone()),
-                    Param::Small(r.priority as i16),
-                    Param::OptBig(r.ttl_ms.map(big)),
-                    Param::Int(r.pid.map(|p| p as i32)),
-                    Param::Text(self.host()),
-                ],
-            )?
-            .ok_or_else(|| unavailable("rm_grant answered nothing"))?;
+        // First only the tenant's stripe of the global counter; when the grant does not
+        // fit that stripe's share, once more with every stripe locked (schema.sql).
+        let mut row = self.grant_once(g, false)?;
+        if row.status == "rebalance" {
+            row = self.grant_once(g, true)?;
+        }
         Ok(match row.status.as_str() {
             "granted" => {
                 self.note_global(r.kind, row.global_used);
@@ -248,6 +265,7 @@ impl SharedLedger for PgLedger {
                     preempted: row.preempted,
                     tenant_used: row.tenant_used.max(0) as u64,
                     global_used: row.global_used.max(0) as u64,
+                    quota: row.quota.map(|q| q.max(0) as u64),
                 }
             }
             "conflict" => GrantOutcome::Conflict,
@@ -320,7 +338,9 @@ impl SharedLedger for PgLedger {
         let rows: Vec<Row> = self.many(
             "totals",
             "SELECT json_build_object('tenant', tenant, 'kind', kind, 'used', used, \
-               'count', count)::text FROM rm_usage WHERE count > 0 OR tenant = ''"
+               'count', count)::text FROM rm_usage WHERE count > 0 \
+             UNION ALL SELECT json_build_object('tenant', '', 'kind', kind, \
+               'used', sum(used), 'count', sum(count))::text FROM rm_global GROUP BY kind"
                 .into(),
             Vec::new(),
         )?;
@@ -491,13 +511,17 @@ impl SharedLedger for PgLedger {
             .one(
                 "check",
                 "WITH truth AS (SELECT tenant, kind, sum(amount)::bigint AS used, \
-                   count(*)::bigint AS count FROM rm_allocations GROUP BY tenant, kind \
-                   UNION ALL SELECT '', kind, sum(amount)::bigint, count(*)::bigint \
-                   FROM rm_allocations GROUP BY kind) \
-                 SELECT count(*)::text FROM truth t FULL JOIN rm_usage u \
+                   count(*)::bigint AS count FROM rm_allocations GROUP BY tenant, kind), \
+                 gtruth AS (SELECT kind, stripe, sum(amount)::bigint AS used, \
+                   count(*)::bigint AS count FROM rm_allocations GROUP BY kind, stripe) \
+                 SELECT ((SELECT count(*) FROM truth t FULL JOIN rm_usage u \
                    ON u.tenant = t.tenant AND u.kind = t.kind \
                   WHERE coalesce(t.used, 0) <> coalesce(u.used, 0) \
-                     OR coalesce(t.count, 0) <> coalesce(u.count, 0)",
+                     OR coalesce(t.count, 0) <> coalesce(u.count, 0)) \
+                 + (SELECT count(*) FROM gtruth t FULL JOIN rm_global g \
+                   ON g.kind = t.kind AND g.stripe = t.stripe \
+                  WHERE coalesce(t.used, 0) <> coalesce(g.used, 0) \
+                     OR coalesce(t.count, 0) <> coalesce(g.count, 0)))::text",
                 Vec::new(),
             )
             .map_err(|e| InvariantViolation(e.to_string()))?;
