@@ -4,6 +4,7 @@
 mod adversarial;
 mod api;
 mod cli;
+mod dashboard;
 mod harness;
 mod ledger;
 mod lifecycle;

@@ -9,7 +9,7 @@
 //! [`PolicyInfo::quarantined`]: super::PolicyInfo::quarantined
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -46,6 +46,8 @@ pub(crate) struct Health {
     /// How many accounts are quarantined: zero (the usual case) answers `quarantined`
     /// without taking the lock on the call path.
     quarantines: AtomicU32,
+    /// Quarantines ever entered (never reset: a counter for `/metrics`).
+    pub(crate) entered: AtomicU64,
 }
 
 impl Health {
@@ -59,6 +61,11 @@ impl Health {
             None => a.untenanted.quarantined,
             Some(t) => a.tenants.get(t).is_some_and(|x| x.quarantined),
         }
+    }
+
+    /// How many accounts (tenants, and tenant-less calls) are quarantined now.
+    pub(crate) fn quarantined_accounts(&self) -> u32 {
+        self.quarantines.load(Relaxed)
     }
 
     /// The quarantined tenants, sorted.
@@ -114,6 +121,7 @@ impl Health {
         if newly {
             acc.quarantined = true;
             self.quarantines.fetch_add(1, Relaxed);
+            self.entered.fetch_add(1, Relaxed);
         }
         (n, newly)
     }

@@ -42,6 +42,7 @@ mod tests;
 
 pub use check::{CheckReport, ConformanceReport};
 pub use registry::{BindingInfo, PolicyInfo, PolicyRuntime};
+pub use stats::{CallHistogram, PolicyMetrics};
 pub use timing::{CallTiming, MAX_MISSED, TIMED_CALLS};
 pub use watch::{DEBOUNCE, ReloadAction, ReloadOutcome, WatchHandle};
 

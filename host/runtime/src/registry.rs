@@ -54,7 +54,7 @@ impl PolicySlot {
             .map(|v| (self.generation.load(Relaxed), v.clone()))
     }
 
-    fn current(&self) -> Option<Arc<PolicyVersion>> {
+    pub(crate) fn current(&self) -> Option<Arc<PolicyVersion>> {
         self.current.read().clone()
     }
 }
@@ -394,7 +394,7 @@ impl PolicyRuntime {
 
     /// Every loaded policy, by name.
     pub fn list(&self) -> Vec<PolicyInfo> {
-        let slots: Vec<Arc<PolicySlot>> = self.shared.slots.read().values().cloned().collect();
+        let slots = self.shared.all_slots();
         let mut out: Vec<PolicyInfo> = slots
             .iter()
             .filter_map(|s| s.current().map(|v| self.info(s, &v)))
@@ -438,6 +438,11 @@ impl PolicyRuntime {
 }
 
 impl Shared {
+    /// Every slot, loaded or not (cloned out of the lock).
+    pub(crate) fn all_slots(&self) -> Vec<Arc<PolicySlot>> {
+        self.slots.read().values().cloned().collect()
+    }
+
     /// The slot for `name`, created empty if new.
     pub(crate) fn slot(&self, name: &str) -> Arc<PolicySlot> {
         if let Some(s) = self.slots.read().get(name) {

@@ -4,7 +4,8 @@
 //! | module | owns | must not |
 //! |---|---|---|
 //! | [`daemon`] | the composition root: builds the managers, background tasks, serve + drain | hold business logic |
-//! | [`api`] | axum routes, auth, `ApiError`, SSE, `/metrics` | make decisions |
+//! | [`api`] | axum routes, auth, `ApiError`, SSE, the `/metrics` handler | make decisions |
+//! | [`metrics`] | the `prometheus-client` registry: collectors over the managers, the HTTP layer | hold state the managers already count |
 //! | [`rls`] | Envoy's rate-limit service over gRPC (`[grpc] listen`) | make decisions |
 //! | [`wire`] | the JSON bodies the API answers, shared with clients | hold behaviour |
 //!
@@ -16,5 +17,6 @@
 
 pub mod api;
 pub mod daemon;
+pub mod metrics;
 pub mod rls;
 pub mod wire;

@@ -432,6 +432,89 @@ async fn ready_is_503_until_the_host_is_ready() {
     );
 }
 
+/// `GET /metrics` as the admin, with `accept` as the Accept header: (content type, body).
+async fn scrape(api: &Api, accept: Option<&str>) -> (String, String) {
+    let mut req = Request::get("/metrics").header(header::AUTHORIZATION, format!("Bearer {ADMIN}"));
+    if let Some(a) = accept {
+        req = req.header(header::ACCEPT, a);
+    }
+    let resp = api
+        .router
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ct = resp.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (ct, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn http_metrics_use_route_templates_and_bounded_labels() {
+    let api = Api::new();
+    // A tenant's own names, a scanner's paths and a made-up method must not add series.
+    api.get("/v1/caches/acme-secret-name", Some(ACME)).await;
+    api.get("/v1/caches/another-name", Some(ACME)).await;
+    api.get("/wp-admin/setup.php", None).await;
+    let brew = Method::from_bytes(b"BREW").unwrap();
+    api.call(brew, "/health", None, None).await;
+    api.get("/health", None).await;
+
+    let (ct, text) = scrape(&api, None).await;
+    assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(
+        text.contains(
+            "rmhost_http_requests_total{method=\"GET\",route=\"/v1/caches/{name}\",status=\"4xx\"} 2\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("route=\"unmatched\""), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
+    assert!(
+        text.contains("rmhost_http_request_duration_seconds_bucket{method=\"GET\",route=\"/health\",status=\"2xx\",le=\"+Inf\"} 1\n"),
+        "{text}"
+    );
+    for leaked in ["acme-secret-name", "another-name", "wp-admin", "BREW"] {
+        assert!(!text.contains(leaked), "{leaked} in:\n{text}");
+    }
+    // Prometheus 0.0.4 names counters with `_total` in HELP and TYPE; the standard
+    // process names come unprefixed.
+    for line in [
+        "# TYPE rmhost_allocation_denials_total counter",
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE rmhost_process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    assert!(!text.contains("# EOF"));
+}
+
+#[tokio::test]
+async fn metrics_speak_openmetrics_when_asked() {
+    let api = Api::new();
+    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let (ct, text) = scrape(&api, Some(accept)).await;
+    assert_eq!(
+        ct,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        text.contains("# TYPE rmhost_allocation_denials counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rmhost_allocation_denials_total{reason=\"shed\"} 0\n"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn livez_is_200_and_readyz_follows_ready_with_kubernetes_verbose_lines() {
     let api = Api::new();

@@ -20,8 +20,8 @@ mod tests;
 use crate::clock::Clock;
 pub use counters::RequestWindow;
 pub use procfs::{
-    CgroupMemory, Pressure, Psi, PsiLine, fd_limit, open_fds, parse_cgroup_limit,
-    parse_inactive_file, parse_psi, read_pressure,
+    CgroupMemory, Pressure, ProcessStat, Psi, PsiLine, fd_limit, open_fds, parse_cgroup_limit,
+    parse_inactive_file, parse_process_stat, parse_psi, process_stat, read_pressure,
 };
 pub use source::{FakeSource, RawSample, SysinfoSource, TelemetrySource};
 

@@ -1,5 +1,6 @@
 //! What sysinfo does not give us, read straight from Linux: PSI (`/proc/pressure/*`), the
-//! cgroup memory limit and working set, open file handles, and the fd limit.
+//! cgroup memory limit and working set, open file handles, the fd limit, and the process's
+//! own `/proc/self/stat` figures behind the standard `process_*` metrics.
 //!
 //! Everything here is optional: a file that is absent (an older kernel, not Linux, no
 //! cgroup) or unparsable yields `None`, never an error, because telemetry must keep
@@ -233,4 +234,64 @@ pub fn fd_limit() -> Option<u64> {
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     #[allow(clippy::unnecessary_cast)] // `rlim_t` is not u64 on every target
     (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur as u64)
+}
+
+/// This process's figures from `/proc/self/stat` and `/proc/stat`, as the standard
+/// Prometheus process collector reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ProcessStat {
+    /// User plus system CPU time, seconds.
+    pub cpu_seconds: f64,
+    /// Virtual memory size, bytes.
+    pub virtual_bytes: u64,
+    /// Resident set size, bytes.
+    pub resident_bytes: u64,
+    /// Start time, seconds since the Unix epoch.
+    pub start_time_seconds: f64,
+}
+
+/// Parses `/proc/self/stat` (`stat`) with the boot time from `/proc/stat` (`proc_stat`),
+/// given the clock ticks per second and the page size; `None` if either is malformed.
+pub fn parse_process_stat(
+    stat: &str,
+    proc_stat: &str,
+    ticks_per_sec: f64,
+    page_size: u64,
+) -> Option<ProcessStat> {
+    // The command name (field 2) may hold spaces and parentheses: fields start after the
+    // last `)`, with field 3 (state) first.
+    let rest: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| rest.get(n - 3)?.parse::<u64>().ok();
+    let btime: u64 = proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    if ticks_per_sec <= 0.0 {
+        return None;
+    }
+    Some(ProcessStat {
+        cpu_seconds: (field(14)? + field(15)?) as f64 / ticks_per_sec,
+        virtual_bytes: field(23)?,
+        resident_bytes: field(24)?.saturating_mul(page_size),
+        start_time_seconds: btime as f64 + field(22)? as f64 / ticks_per_sec,
+    })
+}
+
+/// Reads [`ProcessStat`] for this process; `None` without `/proc`.
+pub fn process_stat() -> Option<ProcessStat> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let proc_stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let (ticks, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    parse_process_stat(&stat, &proc_stat, ticks as f64, u64::try_from(page).ok()?)
 }

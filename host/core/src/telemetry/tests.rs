@@ -322,3 +322,25 @@ async fn spawn_samples_on_the_interval_and_stops_when_dropped() {
         .expect("the sampler did not stop after the last Telemetry was dropped")
         .unwrap();
 }
+
+#[test]
+fn process_stat_parses_a_command_with_spaces_and_parens() {
+    // Fields 14/15 (utime, stime) = 250/150 ticks, 22 (starttime) = 1000 ticks,
+    // 23 (vsize) = 4096000 bytes, 24 (rss) = 100 pages.
+    let stat = "42 (my (odd) cmd) S 1 42 42 0 -1 4194304 10 0 0 0 250 150 0 0 20 0 4 0 1000 4096000 100 18446744073709551615";
+    let p = parse_process_stat(stat, "cpu 1 2 3\nbtime 1700000000\n", 100.0, 4096).unwrap();
+    assert_eq!(p.cpu_seconds, 4.0);
+    assert_eq!(p.virtual_bytes, 4_096_000);
+    assert_eq!(p.resident_bytes, 409_600);
+    assert_eq!(p.start_time_seconds, 1_700_000_010.0);
+    assert_eq!(parse_process_stat(stat, "no boot time", 100.0, 4096), None);
+    assert_eq!(
+        parse_process_stat("42 (x) S 1", "btime 1", 100.0, 4096),
+        None
+    );
+    let live = process_stat().expect("/proc/self/stat on Linux");
+    assert!(
+        live.resident_bytes > 0 && live.start_time_seconds > 1e9,
+        "{live:?}"
+    );
+}

@@ -20,6 +20,7 @@ pub use auth::{Authenticator, Caller};
 pub use error::ApiError;
 
 use crate::daemon::Daemon;
+use crate::metrics::Metrics;
 use axum::Router;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
@@ -41,6 +42,8 @@ pub struct AppState {
     pub stopping: watch::Receiver<bool>,
     /// Profiles that may run at once (`[http] max_profiles`).
     pub profiles: Arc<tokio::sync::Semaphore>,
+    /// What `/metrics` encodes, and the HTTP layer's own families.
+    pub metrics: Arc<Metrics>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -61,6 +64,7 @@ pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
         profiles: Arc::new(tokio::sync::Semaphore::new(
             daemon.host.config.http.max_profiles as usize,
         )),
+        metrics: Arc::new(Metrics::new(daemon.host.clone(), daemon.runtime.clone())),
     };
     Router::new()
         .route("/health", get(system::health))
@@ -129,6 +133,12 @@ pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::loopback_only,
+        ))
+        // Outermost, so refusals by the guards count too; `Router::layer` still runs it
+        // after routing, where `MatchedPath` is known.
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::http::track,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
