@@ -122,6 +122,7 @@ fn rust_c_and_native_lru_agree_on_100k_random_operations() {
             at_ms: op,
             kind,
             priority: 0,
+            fingerprint: id,
         };
         if r < 40 || live.is_empty() {
             // The host hands out the smallest free id first.

@@ -91,7 +91,7 @@ impl NativeSieve {
     }
 
     fn apply(&mut self, events: &[u64]) {
-        for chunk in events.chunks_exact(3) {
+        for chunk in events.chunks_exact(crate::EVENT_WORDS) {
             let Some(ev) = decode_event(chunk) else {
                 continue;
             };

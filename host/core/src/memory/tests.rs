@@ -39,7 +39,7 @@ impl EvictionPolicy for Checked {
         self.inner.configure(c, e);
     }
     fn observe(&mut self, events: &[u64], bytes: u64, max: u32) -> Vec<u64> {
-        for ch in events.chunks_exact(3) {
+        for ch in events.chunks_exact(crate::policy::EVENT_WORDS) {
             let ev = decode_event(ch).expect("valid kind");
             let err = |m: String| self.violations.lock().push(m);
             match ev.kind {
@@ -156,7 +156,7 @@ impl EvictionPolicy for RejectNew {
     fn configure(&mut self, _: u64, _: u32) {}
     fn observe(&mut self, events: &[u64], bytes: u64, max: u32) -> Vec<u64> {
         self.1 = events
-            .chunks_exact(3)
+            .chunks_exact(crate::policy::EVENT_WORDS)
             .filter_map(decode_event)
             .filter(|e| e.kind == EventKind::Insert)
             .map(|e| e.id)

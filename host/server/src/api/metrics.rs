@@ -308,7 +308,27 @@ fn render(host: &rmhost_core::host::Host) -> String {
         st.rate_limited as f64,
     );
     pool_metrics(&mut w, &host.pools.metrics());
+    cache_removals(&mut w, &host.caches.list());
     w.finish()
+}
+
+/// Entries that left each cache, by cause (`size`, `expired`, `trimmed`, `removed`,
+/// `replaced`: the `cause` of `CacheEvicted` events).
+fn cache_removals(w: &mut MetricsWriter, caches: &[rmhost_core::memory::CacheInfo]) {
+    w.family(
+        "cache_removals_total",
+        "counter",
+        "Cache entries that left (or whose value was replaced), by cache and cause.",
+    );
+    for c in caches {
+        for (cause, n) in c.stats.removals.by_cause() {
+            w.sample(
+                "cache_removals_total",
+                &[("cache", &c.name), ("tenant", &c.tenant), ("cause", cause)],
+                n as f64,
+            );
+        }
+    }
 }
 
 /// A metric family read off each pool: name, help, getter.
@@ -443,5 +463,34 @@ mod tests {
             "# HELP rmhost_x_total Things.\n# TYPE rmhost_x_total counter\nrmhost_x_total{t=\"a\\\"b\"} 3\n\
              # HELP rmhost_y_ratio Share.\n# TYPE rmhost_y_ratio gauge\nrmhost_y_ratio 0.25\n"
         );
+    }
+
+    #[test]
+    fn cache_removals_are_counted_per_cache_and_cause() {
+        use rmhost_core::memory::{CacheInfo, CacheStats, RemovalCounts};
+        let info = CacheInfo {
+            name: "a/sessions".into(),
+            tenant: "a".into(),
+            mode: "accounting".into(),
+            stats: CacheStats {
+                removals: RemovalCounts {
+                    size: 7,
+                    expired: 2,
+                    trimmed: 1,
+                    removed: 3,
+                    replaced: 4,
+                },
+                ..CacheStats::default()
+            },
+        };
+        let mut w = MetricsWriter::default();
+        cache_removals(&mut w, &[info]);
+        let text = w.finish();
+        for (cause, n) in [("size", 7), ("expired", 2), ("trimmed", 1), ("removed", 3), ("replaced", 4)] {
+            let line = format!(
+                "rmhost_cache_removals_total{{cache=\"a/sessions\",tenant=\"a\",cause=\"{cause}\"}} {n}"
+            );
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
+        }
     }
 }
