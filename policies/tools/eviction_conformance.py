@@ -95,14 +95,21 @@ class CorePolicy:
         ex = inst.exports(self.store)
         self.mem = ex["memory"]
         self.realloc = ex["cabi_realloc"]
-        self.configure_fn = ex["rmhost:policy/eviction@0.1.0#configure"]
-        self.observe_fn = ex["rmhost:policy/eviction@0.1.0#observe"]
-        self.post = ex["cabi_post_rmhost:policy/eviction@0.1.0#observe"]
+        # rmhost:policy@0.2.0 modules get a fourth word per event (the key fingerprint;
+        # here the id), 0.1.0 modules the three the model reads.
+        version = "0.2.0" if "rmhost:policy/eviction@0.2.0#observe" in ex else "0.1.0"
+        self.v02 = version == "0.2.0"
+        self.configure_fn = ex[f"rmhost:policy/eviction@{version}#configure"]
+        self.observe_fn = ex[f"rmhost:policy/eviction@{version}#observe"]
+        self.post = ex[f"cabi_post_rmhost:policy/eviction@{version}#observe"]
 
     def configure(self, cap, expected):
         self.configure_fn(self.store, cap, expected)
 
     def observe(self, events, bytes_to_free, max_count):
+        if self.v02:
+            whole = len(events) - len(events) % 3
+            events = [w for k in range(0, whole, 3) for w in events[k : k + 3] + [events[k]]] + events[whole:]
         data = struct.pack(f"<{len(events)}Q", *events)
         ptr = self.realloc(self.store, 0, 0, 8, len(data)) if data else 8
         if data:

@@ -8,14 +8,19 @@
 //!   entries hit while in probation). Main's victim is probation's LRU end, else
 //!   protected's.
 //! - A **count-min sketch** (4 rows of 4-bit counters, 16 counters per expected entry, as in
-//!   Caffeine's `FrequencySketch`) counts accesses (inserts, hits, updates). After 10 x the
-//!   expected entries increments every counter is halved (the "reset" that ages history).
+//!   Caffeine's `FrequencySketch`) counts inserts, hits and updates in main, and each
+//!   admission attempt of a candidate (libCacheSim's counting; window hits are not
+//!   counted). After 15 x the expected entries increments every counter is halved (the
+//!   "reset" that ages history).
 //! - **Admission**: when the window is over its share and main is full, the window's LRU
 //!   entry (the candidate) is compared with main's victim: the candidate enters probation
-//!   when its estimated frequency is at least the victim's; otherwise the candidate is the
-//!   one evicted. (Caffeine admits only when strictly higher; see below for why ties go to
-//!   the candidate here.) Candidates larger than the room in main keep being compared
-//!   against the next main victim until they fit or lose, so byte weights are respected.
+//!   when its estimated frequency is strictly higher than the victim's; otherwise the
+//!   candidate is the one evicted. Candidates larger than the room in main keep being
+//!   compared against the next main victim until they fit or lose, so byte weights are
+//!   respected.
+//! - An entry larger than the window is not admitted (libCacheSim's `WTinyLFU_can_insert`):
+//!   it is answered as a victim first when room is needed. With a 1% window this refuses
+//!   entries of more than 1% of the capacity.
 //!
 //! **Keys.** The sketch is keyed by the entry's key fingerprint (`rmhost:policy@0.2.0`
 //! carries one in every event), so a key that is evicted and comes back keeps its history,
@@ -46,6 +51,8 @@ enum Queue {
     Protected,
     /// Answered as a victim; waiting for its remove event.
     Pending,
+    /// Larger than the window: not admitted, answered first when room is needed.
+    Oversize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +99,11 @@ pub struct FrequencySketch {
     sample_max: u64,
 }
 
+/// Accesses per sample period, per entry: Caffeine halves every 10 x entries accesses,
+/// libCacheSim every 32 x main-size main-space hits; 15 x entries (all counted accesses)
+/// lands closest to libCacheSim's miss ratios on the cross-check's traces.
+const SAMPLE_FACTOR: u64 = 15;
+
 const SEEDS: [u64; 4] = [
     0xc3a5_c85c_97cb_3127,
     0xb492_b66f_be98_f273,
@@ -109,7 +121,7 @@ fn spread(mut x: u64) -> u64 {
 
 impl FrequencySketch {
     /// A sketch for about `entries` distinct live items; halves its counters every
-    /// `10 * entries` increments.
+    /// `15 * entries` increments.
     pub fn new(entries: u64) -> Self {
         let entries = entries.clamp(16, 1 << 26);
         let words = entries.next_power_of_two();
@@ -118,13 +130,13 @@ impl FrequencySketch {
             door: vec![0; (words / 8).max(1) as usize],
             mask: words - 1,
             samples: 0,
-            sample_max: 10 * entries,
+            sample_max: SAMPLE_FACTOR * entries,
         }
     }
 
     /// The entries it was sized for.
     pub fn entries(&self) -> u64 {
-        self.sample_max / 10
+        self.sample_max / SAMPLE_FACTOR
     }
 
     #[inline]
@@ -220,6 +232,8 @@ pub struct WTinyLfu {
     /// gave no entry count.
     live: u64,
     expected: u64,
+    /// Ids in `Queue::Oversize` (stale ones are skipped).
+    oversize: Vec<u32>,
 }
 
 impl Default for WTinyLfu {
@@ -243,6 +257,7 @@ impl WTinyLfu {
             sketch: FrequencySketch::new(16),
             live: 0,
             expected: 0,
+            oversize: Vec::new(),
         };
         p.configure(u64::MAX, 0);
         p
@@ -398,12 +413,17 @@ impl WTinyLfu {
                 self.on_access(id, Some(size));
                 return;
             }
-            Queue::Pending => self.live += 1,
-            Queue::None => self.live += 1,
+            Queue::Pending | Queue::None => self.live += 1,
+            Queue::Oversize => {}
         }
         let n = &mut self.nodes[id as usize];
         n.fingerprint = fingerprint;
         n.size = size;
+        if size > self.window_cap {
+            n.queue = Queue::Oversize;
+            self.oversize.push(id);
+            return;
+        }
         self.push_front(id, Queue::Window);
         if self.expected == 0 && self.live > self.sketch.entries() * 2 {
             // Unsized: grow the sketch with the cache (its counts start over, as Caffeine's do).
@@ -418,10 +438,14 @@ impl WTinyLfu {
         let Some(n) = self.nodes.get(id as usize).copied() else {
             return;
         };
-        if n.queue == Queue::None {
+        if matches!(n.queue, Queue::None | Queue::Oversize) {
             return;
         }
-        self.sketch.increment(self.key(id));
+        // As libCacheSim: hits in the window are not counted (admission then weighs the
+        // candidate's history before this stay, plus one per admission attempt).
+        if n.queue != Queue::Window {
+            self.sketch.increment(self.key(id));
+        }
         let q = n.queue;
         if let Some(s) = size {
             // Re-link so the queue's byte count follows the new size.
@@ -448,7 +472,7 @@ impl WTinyLfu {
                     self.push_front(id, Queue::Probation);
                 }
             }
-            Queue::None => {}
+            Queue::None | Queue::Oversize => {}
         }
         self.spill_window();
     }
@@ -494,6 +518,9 @@ impl WTinyLfu {
                 self.sketch.frequency(self.key(cand)),
                 self.sketch.frequency(self.key(victim)),
             );
+            // libCacheSim counts the candidate once per admission attempt.
+            let k = self.key(cand);
+            self.sketch.increment(k);
             return if fc > fv { victim } else { cand };
         }
         match self.main_victim() {
@@ -508,7 +535,12 @@ impl WTinyLfu {
         let mut freed = 0u64;
         let mut n = 0u32;
         while freed < bytes_to_free && n < max_count {
-            let id = self.pick();
+            // Entries larger than the window first: they are not admitted.
+            let id = match self.oversize.pop() {
+                Some(o) if self.nodes[o as usize].queue == Queue::Oversize => o,
+                Some(_) => continue,
+                None => self.pick(),
+            };
             if id == NIL {
                 break;
             }
@@ -521,3 +553,4 @@ impl WTinyLfu {
         }
     }
 }
+

@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn byte_weighted_victims_free_enough() {
         let mut p = NativeWTinyLfu::new();
-        p.configure(1000, 0);
+        p.configure(100_000, 0); // a window of 1000 bytes holds every entry
         let mut b = Vec::new();
         for id in 0..10 {
             ev(&mut b, EventKind::Insert, id, 100);
@@ -121,5 +121,19 @@ mod tests {
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen.len(), v.len(), "no id answered twice");
+    }
+
+    #[test]
+    fn entries_larger_than_the_window_are_not_admitted() {
+        let mut p = NativeWTinyLfu::new();
+        p.configure(1000, 0); // window: 10 bytes
+        let mut b = Vec::new();
+        for id in 0..99 {
+            ev(&mut b, EventKind::Insert, id, 10);
+        }
+        assert!(p.observe(&b, 0, 10).is_empty());
+        b.clear();
+        ev(&mut b, EventKind::Insert, 99, 50);
+        assert_eq!(p.observe(&b, 40, 10), vec![99], "refused, as libCacheSim does");
     }
 }
