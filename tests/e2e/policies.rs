@@ -22,9 +22,12 @@ pub fn built(name: &str) -> PathBuf {
     p
 }
 
-const REFERENCE: [&str; 7] = [
+const REFERENCE: [&str; 10] = [
     "lru",
     "s3fifo",
+    "wtinylfu",
+    "sieve",
+    "arc",
     "fair-quota",
     "aging-priority",
     "pressure-default",

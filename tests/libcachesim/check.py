@@ -57,13 +57,15 @@ NOTES = [
     "ours puts it in main (a production cache should hold such a value). No object in these "
     "traces is that large, so the rows compare the same algorithm. Ours also defers a batch's "
     "inserts until its victims are chosen, because libCacheSim evicts before it inserts.",
-    "WTinyLFU: both have a 1% window LRU and an SLRU main (20% probation, 80% protected), "
-    "and admit the window's victim only when its estimate is strictly higher. Ours counts "
-    "every access in Caffeine's 4-bit count-min sketch behind the TinyLFU paper's doorkeeper "
-    "(a Bloom filter that absorbs each key's first access per sample period), halving every "
-    "10 x entries accesses; libCacheSim's counts inserts, main-space hits and admission "
-    "attempts in a conservative-update counting Bloom filter without a doorkeeper, decaying "
-    "every 32 x main-size main hits. The rows show how far apart the two designs land.",
+    "WTinyLFU: as libCacheSim's: a 1% window LRU, an SLRU main (20% probation, 80% "
+    "protected), strict admission (the candidate's estimate must be higher), inserts, main "
+    "hits and each admission attempt counted (window hits not), entries larger than the "
+    "window refused. Deliberately different: ours keeps the TinyLFU paper's doorkeeper (a "
+    "Bloom filter that absorbs each key's first access per sample period) in front of "
+    "Caffeine's 4-bit count-min sketch, halved every 15 x entries counted accesses; "
+    "libCacheSim's is a conservative-update counting Bloom filter without a doorkeeper, "
+    "halved every 32 x main-size main hits. The diff column shows what that costs or gains.",
+    "SIEVE: as libCacheSim's; inserts deferred as for S3FIFO.",
     "ARC (not required): as libCacheSim's ARC.c, byte weighted, ghosts keyed by the key "
     "fingerprint of rmhost:policy@0.2.0; inserts deferred as for S3FIFO.",
 ]

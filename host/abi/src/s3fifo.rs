@@ -385,7 +385,10 @@ mod tests {
         let v = s.observe(&b, 1, 10);
         assert_eq!(v.len(), 1);
         assert_ne!(v[0], 0, "a twice-hit entry moves to main instead");
-        assert_ne!(v[0], 20, "the new entry is placed after the victims are chosen");
+        assert_ne!(
+            v[0], 20,
+            "the new entry is placed after the victims are chosen"
+        );
     }
 
     #[test]

@@ -553,4 +553,3 @@ impl WTinyLfu {
         }
     }
 }
-

@@ -134,6 +134,10 @@ mod tests {
         assert!(p.observe(&b, 0, 10).is_empty());
         b.clear();
         ev(&mut b, EventKind::Insert, 99, 50);
-        assert_eq!(p.observe(&b, 40, 10), vec![99], "refused, as libCacheSim does");
+        assert_eq!(
+            p.observe(&b, 40, 10),
+            vec![99],
+            "refused, as libCacheSim does"
+        );
     }
 }

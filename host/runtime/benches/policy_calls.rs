@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use rmhost_core::events::EventBus;
 use rmhost_core::policy::{
     CacheStat, EVENT_WORDS, EventKind, EvictionPolicy, NativeLru, NativePressure, NativePriority,
-    NativeQuota,
-    PackedEvent, PolicyKind, PoolStat, PressureLevel, PressurePolicy, PriorityPolicy, QuotaPolicy,
-    QuotaRequest, ResourceKind, SystemUsage, TenantState, Waiter, encode_event,
+    NativeQuota, PackedEvent, PolicyKind, PoolStat, PressureLevel, PressurePolicy, PriorityPolicy,
+    QuotaPolicy, QuotaRequest, ResourceKind, SystemUsage, TenantState, Waiter, encode_event,
 };
 use rmhost_runtime::{PolicyRuntime, RuntimeOptions};
 

@@ -16,9 +16,7 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::MemoryCapExceeded;
-use super::bindings::{
-    InstanceEnv, StoreState, eviction, eviction_v01, pressure, priority, quota,
-};
+use super::bindings::{InstanceEnv, StoreState, eviction, eviction_v01, pressure, priority, quota};
 use super::contract::{CONTRACT, CONTRACT_V01, check_versions, export_name};
 use super::convert;
 use super::engine::{self, Origin};
@@ -231,7 +229,9 @@ impl PolicyVersion {
                 );
                 eviction_v01::EvictionPolicyPre::new(pre.clone())
                     .map(EvictionPre::V01)
-                    .map_err(|e| format!("exports `{v01}` with types that do not match it: {e:#}"))?
+                    .map_err(|e| {
+                        format!("exports `{v01}` with types that do not match it: {e:#}")
+                    })?
             } else {
                 eviction::EvictionPolicyPre::new(pre.clone())
                     .map(EvictionPre::V02)

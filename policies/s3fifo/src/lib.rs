@@ -43,7 +43,10 @@ mod tests {
             encode_keyed(&mut b, EventKind::Insert, next, 3000 + next, 1, 0, 0);
             let v = p.observe(&b, 1, 4);
             assert_eq!(v.len(), 1);
-            assert_ne!(v[0], 0, "the ghost-hit key was evicted before one-hit wonders");
+            assert_ne!(
+                v[0], 0,
+                "the ghost-hit key was evicted before one-hit wonders"
+            );
         }
     }
 }

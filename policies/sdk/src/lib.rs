@@ -125,8 +125,8 @@ pub trait Pressure: Default {
 pub mod __private {
     pub use crate::bindings::*;
     use crate::{Eviction, Pressure, Priority, Quota};
-    pub use rmhost_abi::EvictionPolicy as NativeEvictionPolicy;
     use core::cell::UnsafeCell;
+    pub use rmhost_abi::EvictionPolicy as NativeEvictionPolicy;
 
     /// Holds a policy instance in a `static`. Components are single-threaded and an export
     /// is never re-entered (the component model forbids it), so handing out one `&mut` per
@@ -189,9 +189,7 @@ pub mod __private {
             E::slot().get().configure(capacity_bytes, expected_entries);
         }
         fn observe(events: Vec<u64>, bytes_to_free: u64, max_count: u32) -> Vec<u64> {
-            let mut out = E::slot()
-                .get()
-                .observe(&events, bytes_to_free, max_count);
+            let mut out = E::slot().get().observe(&events, bytes_to_free, max_count);
             out.truncate(max_count as usize);
             out
         }

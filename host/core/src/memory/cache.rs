@@ -134,7 +134,9 @@ where
             shards,
             mask: n as u64 - 1,
             hasher: match cfg.hash_seed {
-                Some(seed) => SeedableRandomState::with_seed(seed, foldhash::SharedSeed::global_fixed()),
+                Some(seed) => {
+                    SeedableRandomState::with_seed(seed, foldhash::SharedSeed::global_fixed())
+                }
                 None => SeedableRandomState::random(),
             },
             core: Mutex::new(core),

@@ -461,3 +461,40 @@ fn trims_are_told_apart_from_evictions_for_room() {
     assert_eq!(r[0].1, RemovalCause::Evicted);
     assert_eq!(r[1].1, RemovalCause::Trimmed);
 }
+
+#[test]
+fn removals_are_counted_per_cause() {
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c: Cache<u32, u8> = Cache::with_clock(
+        CacheConfig::exact(30),
+        Box::new(NativeLru::new()),
+        crate::clock::Clock::Manual(clock.clone()),
+    );
+    for k in 0..4 {
+        c.insert_with(k, 0, 10, 0, None); // the fourth needs room: one eviction (size)
+    }
+    c.insert(1, 1, 10); // replaced in place
+    // Replaced by a value larger than the cache: the old value is replaced, the new one is
+    // not admitted (size), and the key is gone.
+    c.insert(2, 2, 100);
+    c.remove(&3); // removed
+    c.insert_with(5, 0, 10, 0, Some(std::time::Duration::from_millis(5)));
+    clock.store(10, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(c.purge_expired(10), 1); // expired
+    c.insert(6, 0, 10);
+    c.trim(10); // trimmed
+    let r = c.stats().removals;
+    assert_eq!(
+        r.by_cause(),
+        [
+            ("size", 2),
+            ("expired", 1),
+            ("trimmed", 1),
+            ("removed", 1),
+            ("replaced", 2)
+        ],
+        "{r:?}"
+    );
+    assert_eq!(RemovalCause::Rejected.as_cause(), "size");
+    assert_eq!(RemovalCause::Replaced.as_cause(), "replaced");
+}

@@ -486,7 +486,13 @@ mod tests {
         let mut w = MetricsWriter::default();
         cache_removals(&mut w, &[info]);
         let text = w.finish();
-        for (cause, n) in [("size", 7), ("expired", 2), ("trimmed", 1), ("removed", 3), ("replaced", 4)] {
+        for (cause, n) in [
+            ("size", 7),
+            ("expired", 2),
+            ("trimmed", 1),
+            ("removed", 3),
+            ("replaced", 4),
+        ] {
             let line = format!(
                 "rmhost_cache_removals_total{{cache=\"a/sessions\",tenant=\"a\",cause=\"{cause}\"}} {n}"
             );
