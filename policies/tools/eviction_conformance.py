@@ -3,7 +3,8 @@
 
 Drives each given core module (the pre-component `.wasm` that `build` feeds to
 `wasm-tools component new`) through the canonical-ABI exports of
-`rmhost:policy/eviction@0.1.0` with random event batches, the way the host drives a
+`rmhost:policy/eviction@0.1.0` or `@0.2.0` (which gets a fourth, fingerprint word per
+event) with random event batches, the way the host drives a
 cache (dense smallest-free ids, victims removed in the next batch, plus some invalid
 events), and checks every answer against a transliteration of the host's native LRU
 (host/abi/src/lru.rs). Used to hold lru-c (C) to the same victims as the Rust lru.

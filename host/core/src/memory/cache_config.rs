@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The hash seed of [`CacheConfig::exact`] (any fixed value would do).
-pub const SIM_HASH_SEED: u64 = 0x5eed_0f_c0ffee;
+pub const SIM_HASH_SEED: u64 = 0x5eed_0fc0_ffee;
 
 /// How a cache is sized and batched.
 #[derive(Debug, Clone)]
