@@ -3,7 +3,8 @@
 
 Drives each given core module (the pre-component `.wasm` that `build` feeds to
 `wasm-tools component new`) through the canonical-ABI exports of
-`rmhost:policy/eviction@0.1.0` with random event batches, the way the host drives a
+`rmhost:policy/eviction@0.1.0` or `@0.2.0` (which gets a fourth, fingerprint word per
+event) with random event batches, the way the host drives a
 cache (dense smallest-free ids, victims removed in the next batch, plus some invalid
 events), and checks every answer against a transliteration of the host's native LRU
 (host/abi/src/lru.rs). Used to hold lru-c (C) to the same victims as the Rust lru.
@@ -95,14 +96,21 @@ class CorePolicy:
         ex = inst.exports(self.store)
         self.mem = ex["memory"]
         self.realloc = ex["cabi_realloc"]
-        self.configure_fn = ex["rmhost:policy/eviction@0.1.0#configure"]
-        self.observe_fn = ex["rmhost:policy/eviction@0.1.0#observe"]
-        self.post = ex["cabi_post_rmhost:policy/eviction@0.1.0#observe"]
+        # rmhost:policy@0.2.0 modules get a fourth word per event (the key fingerprint;
+        # here the id), 0.1.0 modules the three the model reads.
+        version = "0.2.0" if "rmhost:policy/eviction@0.2.0#observe" in ex else "0.1.0"
+        self.v02 = version == "0.2.0"
+        self.configure_fn = ex[f"rmhost:policy/eviction@{version}#configure"]
+        self.observe_fn = ex[f"rmhost:policy/eviction@{version}#observe"]
+        self.post = ex[f"cabi_post_rmhost:policy/eviction@{version}#observe"]
 
     def configure(self, cap, expected):
         self.configure_fn(self.store, cap, expected)
 
     def observe(self, events, bytes_to_free, max_count):
+        if self.v02:
+            whole = len(events) - len(events) % 3
+            events = [w for k in range(0, whole, 3) for w in events[k : k + 3] + [events[k]]] + events[whole:]
         data = struct.pack(f"<{len(events)}Q", *events)
         ptr = self.realloc(self.store, 0, 0, 8, len(data)) if data else 8
         if data:

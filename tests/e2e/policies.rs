@@ -22,9 +22,12 @@ pub fn built(name: &str) -> PathBuf {
     p
 }
 
-const REFERENCE: [&str; 7] = [
+const REFERENCE: [&str; 10] = [
     "lru",
     "s3fifo",
+    "wtinylfu",
+    "sieve",
+    "arc",
     "fair-quota",
     "aging-priority",
     "pressure-default",
@@ -122,6 +125,7 @@ fn rust_c_and_native_lru_agree_on_100k_random_operations() {
             at_ms: op,
             kind,
             priority: 0,
+            fingerprint: id,
         };
         if r < 40 || live.is_empty() {
             // The host hands out the smallest free id first.

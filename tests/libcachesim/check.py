@@ -7,7 +7,7 @@
 
 The sim command is called as
     SIM --trace FILE --format plain|csv|oracle-general --cache-size N
-        --builtin lru,fifo,sieve,s3fifo --belady --json
+        --builtin lru,fifo,sieve,s3fifo,wtinylfu,arc [--policy FILE.wasm ...] --belady --json
 and must print a JSON array of {policy, requests, misses, miss_ratio, ...}.
 
 Traces (generated here with numpy, deterministic seeds):
@@ -15,10 +15,14 @@ Traces (generated here with numpy, deterministic seeds):
   - scan:  the same Zipf mix with a sequential scan of 3k never-seen ids every 20k
            requests (plain text);
   - sized: the Zipf mix with per-object sizes 1..100 bytes (CSV `id,size,time`).
-Requires: identical miss counts for LRU and FIFO (native, and every --wasm policy); Belady within 0.2 percentage points
-(Belady runs on the oracleGeneral conversion libCacheSim makes, which our reader also
-reads). S3-FIFO, SIEVE and W-TinyLFU are printed side by side, not required to match.
-Exits non-zero on any mismatch.
+Requires, on every trace and at both sizes (1% and 10% of the footprint):
+  - identical miss counts for LRU and FIFO;
+  - S3-FIFO, SIEVE and W-TinyLFU within 0.3 percentage points of libCacheSim's miss ratio;
+  - Belady within 0.2 points (Belady runs on the oracleGeneral conversion libCacheSim
+    makes, which our reader also reads);
+for the native policies and for every --wasm policy alike. ARC is printed side by side
+(not required). Where ours differs from libCacheSim's on purpose, the notes at the end of
+the output say how (see NOTES). Exits non-zero on any mismatch.
 """
 
 import argparse
@@ -34,6 +38,37 @@ import numpy as np
 import libcachesim as lcs
 
 BELADY_TOLERANCE_PP = 0.2
+TOLERANCE_PP = 0.3
+
+# Our algorithm -> (libCacheSim's name, rule): "exact" miss counts, "pp" within
+# TOLERANCE_PP points, None printed only.
+ALGOS = {
+    "lru": ("LRU", "exact"),
+    "fifo": ("FIFO", "exact"),
+    "sieve": ("Sieve", "pp"),
+    "s3fifo": ("S3FIFO", "pp"),
+    "wtinylfu": ("WTinyLFU", "pp"),
+    "arc": ("ARC", None),
+}
+
+# Where ours differs from libCacheSim's on purpose (printed after the table).
+NOTES = [
+    "S3FIFO: libCacheSim refuses an object of >= 10% of the cache that is not a ghost hit; "
+    "ours puts it in main (a production cache should hold such a value). No object in these "
+    "traces is that large, so the rows compare the same algorithm. Ours also defers a batch's "
+    "inserts until its victims are chosen, because libCacheSim evicts before it inserts.",
+    "WTinyLFU: as libCacheSim's: a 1% window LRU, an SLRU main (20% probation, 80% "
+    "protected), strict admission (the candidate's estimate must be higher), inserts, main "
+    "hits and each admission attempt counted (window hits not), entries larger than the "
+    "window refused. Deliberately different: ours keeps the TinyLFU paper's doorkeeper (a "
+    "Bloom filter that absorbs each key's first access per sample period) in front of "
+    "Caffeine's 4-bit count-min sketch, halved every 15 x entries counted accesses; "
+    "libCacheSim's is a conservative-update counting Bloom filter without a doorkeeper, "
+    "halved every 32 x main-size main hits. The diff column shows what that costs or gains.",
+    "SIEVE: as libCacheSim's; inserts deferred as for S3FIFO.",
+    "ARC (not required): as libCacheSim's ARC.c, byte weighted, ghosts keyed by the key "
+    "fingerprint of rmhost:policy@0.2.0; inserts deferred as for S3FIFO.",
+]
 
 
 def zipf_ids(rng, objects, requests, alpha=1.0):
@@ -79,10 +114,24 @@ def reader(path, fmt):
     return lcs.TraceReader(path, lcs.TraceType.ORACLE_GENERAL_TRACE, lcs.ReaderInitParam())
 
 
+# (path, policy, size) -> (misses, miss ratio, requests): a --wasm row reuses its
+# algorithm's libCacheSim run.
+LCS = {}
+# path -> requests, as the reader counts them.
+COUNTS = {}
+
+
 def lcs_misses(path, fmt, policy, size):
-    r = reader(path, fmt)
-    n = sum(1 for _ in r)  # count requests the way the reader sees them
-    r.reset()
+    key = (path, policy, size)
+    if key not in LCS:
+        LCS[key] = _lcs_misses(path, fmt, policy, size)
+    return LCS[key]
+
+
+def _lcs_misses(path, fmt, policy, size):
+    if path not in COUNTS:
+        COUNTS[path] = sum(1 for _ in reader(path, fmt))  # count requests as the reader does
+    n = COUNTS[path]
     t0 = time.perf_counter()
     r = reader(path, fmt)  # a fresh reader: parsing counts, as in `rmhost sim`
     miss_ratio, byte_miss_ratio = getattr(lcs, policy)(cache_size=size).process_trace(r)
@@ -122,49 +171,58 @@ def main():
     ap.add_argument("--sim", required=True, help="the sim command (e.g. 'rmhost sim' or a binary path)")
     ap.add_argument("--keep", help="write traces into this directory and keep them")
     ap.add_argument("--wasm", action="append", default=[], metavar="ALGO=FILE",
-                    help="also replay a Wasm policy and require it to match libCacheSim's ALGO "
-                         "(lru or fifo) exactly, e.g. --wasm lru=policies/lru.wasm (repeatable)")
+                    help="also replay a Wasm policy and hold it to the rule of libCacheSim's ALGO "
+                         f"({', '.join(ALGOS)}), e.g. --wasm s3fifo=policies/s3fifo.wasm (repeatable)")
     args = ap.parse_args()
+    wasm = []
+    for w in args.wasm:
+        algo, _, f = w.partition("=")
+        if algo not in ALGOS or not f:
+            ap.error(f"--wasm {w!r}: expected ALGO=FILE with ALGO one of {', '.join(ALGOS)}")
+        if not os.path.isfile(f):
+            ap.error(f"--wasm {w!r}: {f} does not exist (build it with policies/build)")
+        wasm.append((algo, f))
 
     d = args.keep or tempfile.mkdtemp(prefix="rmhost-lcs-")
     os.makedirs(d, exist_ok=True)
     traces = make_traces(d)
     failures = 0
     checked = 0
-    print(f"{'trace':6} {'size':>7} {'policy':16} {'libCacheSim':>12} {'rmhost':>12}  verdict")
+    print(f"{'trace':6} {'size':>7} {'policy':16} {'libCacheSim':>12} {'rmhost':>12} {'diff pp':>8}  verdict")
     for name, (path, fmt, footprint) in traces.items():
         og = path + ".oracleGeneral"
         r = reader(path, fmt)
         lcs.Util.convert_to_oracleGeneral(r._reader, og)
         for frac in (0.01, 0.10):
             size = max(2, int(footprint * frac))
-            wasm = [w.split("=", 1) for w in args.wasm]
-            ours = run_ours(args.sim, path, fmt, size, ["lru", "fifo", "sieve", "s3fifo", "wtinylfu"], False,
-                            [f for _, f in wasm])
+            ours = run_ours(args.sim, path, fmt, size, list(ALGOS), False, [f for _, f in wasm])
             ours.update(run_ours(args.sim, og, "oracle-general", size, [], True))
-            rows = [("LRU", "builtin:lru", "exact"), ("FIFO", "builtin:fifo", "exact"),
-                    ("Belady", "belady", "pp"), ("Sieve", "builtin:sieve", None),
-                    ("S3FIFO", "builtin:s3fifo", None), ("WTinyLFU", "builtin:wtinylfu", None)]
-            rows += [({"lru": "LRU", "fifo": "FIFO"}[algo], os.path.basename(f), "exact") for algo, f in wasm]
-            for lcs_name, ours_name, rule in rows:
+            rows = [(ALGOS[a][0], f"builtin:{a}", ALGOS[a][1], False) for a in ALGOS]
+            rows.insert(2, ("Belady", "belady", "belady", False))
+            rows += [(ALGOS[a][0], os.path.basename(f), ALGOS[a][1], True) for a, f in wasm]
+            for lcs_name, ours_name, rule, is_wasm in rows:
                 src, sfmt = (og, "oracle-general") if lcs_name == "Belady" else (path, fmt)
                 m, mr, n = lcs_misses(src, sfmt, lcs_name, size)
-                o = ours.get(ours_name) if ours_name else None
+                o = ours.get(ours_name)
                 verdict = "(info)"
+                ok = True
                 if rule == "exact":
                     ok = o is not None and o["misses"] == m and o["requests"] == n
+                elif rule in ("pp", "belady"):
+                    tol = BELADY_TOLERANCE_PP if rule == "belady" else TOLERANCE_PP
+                    ok = o is not None and abs(o["miss_ratio"] - mr) * 100 <= tol
+                if rule is not None:
                     verdict = "OK" if ok else "MISMATCH"
-                elif rule == "pp":
-                    ok = o is not None and abs(o["miss_ratio"] - mr) * 100 <= BELADY_TOLERANCE_PP
-                    verdict = "OK" if ok else "MISMATCH"
-                else:
-                    ok = True
                 failures += not ok
                 checked += rule is not None
                 ours_txt = f"{o['miss_ratio']:.4f}" if o else "-"
-                label = lcs_name if ours_name is None or ours_name.startswith(("builtin:", "belady")) else ours_name
-                print(f"{name:6} {size:>7} {label:16} {mr:>12.4f} {ours_txt:>12}  {verdict}"
+                diff_txt = f"{(o['miss_ratio'] - mr) * 100:+.2f}" if o else "-"
+                label = ours_name if is_wasm else lcs_name
+                print(f"{name:6} {size:>7} {label:16} {mr:>12.4f} {ours_txt:>12} {diff_txt:>8}  {verdict}"
                       + (f"  (misses {m} vs {o['misses'] if o else '-'})" if verdict == "MISMATCH" else ""))
+    print("notes (deliberate differences from libCacheSim):")
+    for note in NOTES:
+        print("  -", note)
     print("traces in", d)
     # Speed on the same traces, whole runs on both sides (reading and replaying):
     # libCacheSim's C simulator through Python vs `rmhost sim` (the production cache

@@ -23,7 +23,7 @@ impl NativeFifo {
     }
 
     fn apply(&mut self, events: &[u64]) {
-        for chunk in events.chunks_exact(3) {
+        for chunk in events.chunks_exact(crate::EVENT_WORDS) {
             let Some(ev) = decode_event(chunk) else {
                 continue;
             };

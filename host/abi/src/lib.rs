@@ -8,12 +8,13 @@
 //! # Map
 //! | module | owns |
 //! |---|---|
-//! | [`events`] | the packed eviction-event encoding of `wit/policy.wit` (three u64 per event) and the event kinds |
+//! | [`events`] | the packed eviction-event encoding of `wit/policy.wit` (four u64 per event, with the key fingerprint; 0.1's three-word form) and the event kinds |
 //! | [`lru`] | least-recently-used over dense ids: the host's default and fallback |
 //! | [`fifo`] | first-in first-out |
 //! | [`sieve`] | SIEVE (a visited bit and a moving hand) |
-//! | [`s3fifo`] | S3-FIFO (small FIFO, main FIFO with a frequency counter, ghost) |
-//! | [`tinylfu`] | the count-min frequency sketch and the W-TinyLFU algorithm |
+//! | [`s3fifo`] | S3-FIFO (small FIFO, main FIFO with a frequency counter, ghost of fingerprints) |
+//! | [`arc`] | ARC (two LRU lists and their fingerprint ghosts, adaptive target) |
+//! | [`tinylfu`] | the doorkeeper + count-min frequency sketch and the W-TinyLFU algorithm |
 //! | [`wtinylfu`] | W-TinyLFU behind [`EvictionPolicy`] |
 //!
 //! [`EvictionPolicy`] is the host's eviction seam; it lives here (not in `rmhost-core`) so
@@ -23,6 +24,7 @@
 // Library code says what went wrong instead of panicking; tests may unwrap.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod arc;
 pub mod events;
 pub mod fifo;
 pub mod lru;
@@ -31,7 +33,11 @@ pub mod sieve;
 pub mod tinylfu;
 pub mod wtinylfu;
 
-pub use events::{EventKind, PackedEvent, decode_event, encode_event};
+pub use arc::NativeArc;
+pub use events::{
+    EVENT_WORDS, EVENT_WORDS_V01, EventKind, PackedEvent, decode_event, encode_event,
+    strip_fingerprints,
+};
 pub use fifo::NativeFifo;
 pub use lru::NativeLru;
 pub use s3fifo::NativeS3Fifo;
@@ -41,7 +47,7 @@ pub use wtinylfu::NativeWTinyLfu;
 
 /// Decides which cache entries to evict. One instance per cache: eviction state is per cache.
 ///
-/// The protocol is the WIT `eviction` interface: events packed three u64 each (see
+/// The protocol is the WIT `eviction` interface: events packed four u64 each (see
 /// [`encode_event`]), dense ids reused after removal, one `observe` per batch.
 pub trait EvictionPolicy: Send {
     /// A short name for logs and stats (`builtin:lru`, `lru.wasm`).

@@ -168,7 +168,7 @@ impl NativeLru {
 
     /// Applies a packed event batch (the `observe` protocol without the answer).
     pub fn apply(&mut self, events: &[u64]) {
-        for chunk in events.chunks_exact(3) {
+        for chunk in events.chunks_exact(crate::EVENT_WORDS) {
             let Some(ev) = decode_event(chunk) else {
                 continue;
             };
@@ -214,6 +214,7 @@ mod tests {
                 at_ms: 0,
                 kind,
                 priority: 0,
+                fingerprint: id,
             },
         );
     }

@@ -2,6 +2,10 @@
 //! go to the head of one FIFO list; a hit only sets a visited bit; to evict, a hand walks
 //! from its last position (the tail at first) towards the head, clearing visited bits and
 //! wrapping to the tail, and evicts the first unvisited entry. Dense ids index the list.
+//!
+//! As in `s3fifo`, a batch's inserts are placed after its victims are chosen, because
+//! libCacheSim makes room before it inserts (else, with sized entries, the hand could reach
+//! the new entry at the head and evict it).
 
 use crate::{EventKind, EvictionPolicy, decode_event};
 
@@ -14,6 +18,8 @@ struct Node {
     size: u64,
     visited: bool,
     live: bool,
+    /// Inserted in this batch, not yet linked.
+    deferred: bool,
 }
 
 const EMPTY: Node = Node {
@@ -22,6 +28,7 @@ const EMPTY: Node = Node {
     size: 0,
     visited: false,
     live: false,
+    deferred: false,
 };
 
 /// SIEVE eviction over dense ids.
@@ -31,6 +38,7 @@ pub struct NativeSieve {
     head: u32,
     tail: u32,
     hand: u32,
+    deferred: Vec<u32>,
 }
 
 impl Default for NativeSieve {
@@ -47,6 +55,7 @@ impl NativeSieve {
             head: NIL,
             tail: NIL,
             hand: NIL,
+            deferred: Vec::new(),
         }
     }
 
@@ -81,6 +90,7 @@ impl NativeSieve {
             size,
             visited: false,
             live: true,
+            deferred: false,
         };
         if self.head == NIL {
             self.tail = i;
@@ -91,7 +101,7 @@ impl NativeSieve {
     }
 
     fn apply(&mut self, events: &[u64]) {
-        for chunk in events.chunks_exact(3) {
+        for chunk in events.chunks_exact(crate::EVENT_WORDS) {
             let Some(ev) = decode_event(chunk) else {
                 continue;
             };
@@ -101,9 +111,25 @@ impl NativeSieve {
             if i == NIL {
                 continue;
             }
+            if self.nodes.get(i as usize).is_some_and(|n| n.deferred) {
+                self.place_deferred();
+            }
             let live = self.nodes.get(i as usize).is_some_and(|n| n.live);
             match ev.kind {
-                EventKind::Insert => self.insert(i, ev.size),
+                EventKind::Insert => {
+                    if self.nodes.len() <= i as usize {
+                        self.nodes.resize(i as usize + 1, EMPTY);
+                    }
+                    if live {
+                        self.unlink(i);
+                    }
+                    self.nodes[i as usize] = Node {
+                        size: ev.size,
+                        deferred: true,
+                        ..EMPTY
+                    };
+                    self.deferred.push(i);
+                }
                 EventKind::Hit if live => self.nodes[i as usize].visited = true,
                 EventKind::Update if live => {
                     let n = &mut self.nodes[i as usize];
@@ -117,6 +143,17 @@ impl NativeSieve {
                 _ => {}
             }
         }
+    }
+
+    fn place_deferred(&mut self) {
+        for k in 0..self.deferred.len() {
+            let i = self.deferred[k];
+            if self.nodes[i as usize].deferred {
+                let size = self.nodes[i as usize].size;
+                self.insert(i, size);
+            }
+        }
+        self.deferred.clear();
     }
 
     /// Runs the hand to the next victim without removing it: the cache sends the remove.
@@ -164,12 +201,18 @@ impl EvictionPolicy for NativeSieve {
         let mut out = Vec::new();
         let mut freed = 0u64;
         while freed < bytes_to_free && out.len() < max_count as usize {
-            let Some(v) = self.next_victim(&out) else {
-                break;
+            let v = match self.next_victim(&out) {
+                Some(v) => v,
+                None if !self.deferred.is_empty() => {
+                    self.place_deferred();
+                    continue;
+                }
+                None => break,
             };
             freed = freed.saturating_add(self.nodes[v as usize].size);
             out.push(v as u64);
         }
+        self.place_deferred();
         out
     }
 }

@@ -2,13 +2,8 @@
 //! [`EvictionPolicy`] protocol. The guest `policies/wtinylfu` compiles the same algorithm
 //! file, so the two answer alike.
 //!
-//! Miss ratios on `zipf:alpha=1.0,objects=100000,requests=1000000,seed=42` through
-//! `memory::sim::run_sim` (`memory::tests_policies::wtinylfu_miss_ratios`), cache 800 /
-//! 8000 objects: this policy 0.428 / 0.245; libCacheSim's W-TinyLFU 0.421 / 0.237; our
-//! LRU 0.516 / 0.288. The gap is the sketch's keying: ids are reused and the contract
-//! carries no key, so counts are per residency and a key that comes back after eviction
-//! starts from scratch (see `tinylfu`'s module docs). A key fingerprint in the insert
-//! event would close it.
+//! The sketch is keyed by the events' key fingerprints (`rmhost:policy@0.2.0`), so its
+//! miss ratios follow libCacheSim's W-TinyLFU (tests/libcachesim/check.py).
 
 use crate::tinylfu::WTinyLfu;
 use crate::{EventKind, EvictionPolicy, decode_event};
@@ -20,17 +15,9 @@ pub struct NativeWTinyLfu {
 }
 
 impl NativeWTinyLfu {
-    /// A W-TinyLFU with per-residency sketch keys; sized by `configure`.
+    /// An empty W-TinyLFU; sized by `configure`.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Keys the sketch by id alone (`false`) or by id and insert generation (`true`, the
-    /// default); see the module docs of `tinylfu` for why.
-    pub fn with_generation_keys(key_by_generation: bool) -> Self {
-        NativeWTinyLfu {
-            inner: WTinyLfu::new(key_by_generation),
-        }
     }
 
     /// Bytes in (window, probation, protected).
@@ -49,7 +36,7 @@ impl EvictionPolicy for NativeWTinyLfu {
     }
 
     fn observe(&mut self, events: &[u64], bytes_to_free: u64, max_count: u32) -> Vec<u64> {
-        for chunk in events.chunks_exact(3) {
+        for chunk in events.chunks_exact(crate::EVENT_WORDS) {
             let Some(ev) = decode_event(chunk) else {
                 continue;
             };
@@ -57,7 +44,7 @@ impl EvictionPolicy for NativeWTinyLfu {
                 continue;
             };
             match ev.kind {
-                EventKind::Insert => self.inner.on_insert(id, ev.size),
+                EventKind::Insert => self.inner.on_insert(id, ev.fingerprint, ev.size),
                 EventKind::Hit => self.inner.on_access(id, None),
                 EventKind::Update => self.inner.on_access(id, Some(ev.size)),
                 EventKind::Remove => self.inner.on_remove(id),
@@ -83,6 +70,7 @@ mod tests {
             at_ms: 0,
             kind,
             priority: 0,
+            fingerprint: id,
         };
         encode_event(out, &e);
     }
@@ -117,7 +105,7 @@ mod tests {
     #[test]
     fn byte_weighted_victims_free_enough() {
         let mut p = NativeWTinyLfu::new();
-        p.configure(1000, 0);
+        p.configure(100_000, 0); // a window of 1000 bytes holds every entry
         let mut b = Vec::new();
         for id in 0..10 {
             ev(&mut b, EventKind::Insert, id, 100);
@@ -133,5 +121,23 @@ mod tests {
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen.len(), v.len(), "no id answered twice");
+    }
+
+    #[test]
+    fn entries_larger_than_the_window_are_not_admitted() {
+        let mut p = NativeWTinyLfu::new();
+        p.configure(1000, 0); // window: 10 bytes
+        let mut b = Vec::new();
+        for id in 0..99 {
+            ev(&mut b, EventKind::Insert, id, 10);
+        }
+        assert!(p.observe(&b, 0, 10).is_empty());
+        b.clear();
+        ev(&mut b, EventKind::Insert, 99, 50);
+        assert_eq!(
+            p.observe(&b, 40, 10),
+            vec![99],
+            "refused, as libCacheSim does"
+        );
     }
 }

@@ -191,8 +191,14 @@ pub enum Event {
         /// The entry's key.
         key: String,
         /// `evicted` (for room: the size bound), `rejected` (not admitted), `expired` (its
-        /// TTL) or `trimmed` (pressure, `gc` or a trim request).
+        /// TTL), `trimmed` (pressure, `gc` or a trim request) or `replaced` (by a value
+        /// larger than the cache).
         reason: String,
+        /// The cause, as `/metrics` counts it per cache (`rmhost_cache_evictions_total`):
+        /// `size` (evicted or rejected), `expired`, `trimmed`, `replaced`; `removed` is
+        /// counted but not published (the caller that removed the entry knows).
+        #[serde(default)]
+        cause: String,
     },
     /// The leak detector flagged something (see `memory::leaks`).
     LeakDetected {
@@ -485,6 +491,7 @@ mod tests {
                 tenant: "hog".into(),
                 key: i.to_string(),
                 reason: "evicted".into(),
+                cause: "size".into(),
             });
         }
         bus.publish(Event::QuotaChanged {

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use rmhost_core::events::EventBus;
 use rmhost_core::policy::{
-    CacheStat, EventKind, EvictionPolicy, NativeLru, NativePressure, NativePriority, NativeQuota,
-    PackedEvent, PolicyKind, PoolStat, PressureLevel, PressurePolicy, PriorityPolicy, QuotaPolicy,
-    QuotaRequest, ResourceKind, SystemUsage, TenantState, Waiter, encode_event,
+    CacheStat, EVENT_WORDS, EventKind, EvictionPolicy, NativeLru, NativePressure, NativePriority,
+    NativeQuota, PackedEvent, PolicyKind, PoolStat, PressureLevel, PressurePolicy, PriorityPolicy,
+    QuotaPolicy, QuotaRequest, ResourceKind, SystemUsage, TenantState, Waiter, encode_event,
 };
 use rmhost_runtime::{PolicyRuntime, RuntimeOptions};
 
@@ -61,7 +61,7 @@ fn opts(cache: Option<PathBuf>) -> RuntimeOptions {
 
 /// 75% hits over `ids` live entries, the rest removes + re-inserts; packed.
 fn event_stream(n: usize, ids: u64) -> Vec<u64> {
-    let mut out = Vec::with_capacity(n * 3);
+    let mut out = Vec::with_capacity(n * EVENT_WORDS);
     let mut s = 0x1234_5678_u64;
     let mut rnd = || {
         s ^= s << 13;
@@ -76,6 +76,7 @@ fn event_stream(n: usize, ids: u64) -> Vec<u64> {
             at_ms: 0,
             kind: EventKind::Insert,
             priority: 0,
+            fingerprint: id,
         };
         encode_event(&mut out, &ev);
     }
@@ -94,6 +95,7 @@ fn event_stream(n: usize, ids: u64) -> Vec<u64> {
                 at_ms: i / 100,
                 kind: *k,
                 priority: 0,
+                fingerprint: id,
             };
             encode_event(&mut out, &ev);
         }
@@ -242,9 +244,9 @@ fn main() {
         println!("(no C LRU rows: policies/lru-c.wasm not built; run policies/build)");
     }
     let events = event_stream(300_000, 10_000);
-    let warmup = 10_000 * 3;
+    let warmup = 10_000 * EVENT_WORDS;
     for batch in [1usize, 64, 1024] {
-        let chunk = batch * 3;
+        let chunk = batch * EVENT_WORDS;
         let mut native = NativeLru::new();
         native.observe(&events[..warmup], 0, 0);
         let t = Instant::now();

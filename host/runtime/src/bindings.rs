@@ -35,6 +35,17 @@ pub(crate) mod eviction {
     });
 }
 
+/// `eviction-policy` of `rmhost:policy@0.1.0` (`wit/v0.1`): the host still serves 0.1
+/// eviction guests, dropping the fingerprint word of each event for them (`version.rs`).
+/// Its `host` import is a distinct interface (`rmhost:policy/host@0.1.0`) with the same
+/// functions; `StoreState` implements it by delegating to the 0.2 one.
+pub(crate) mod eviction_v01 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/v0.1",
+        world: "eviction-policy",
+    });
+}
+
 /// `priority-policy`.
 pub(crate) mod priority {
     wasmtime::component::bindgen!({
@@ -293,6 +304,32 @@ impl wit_host::Host for StoreState {
 
 impl wit_types::Host for StoreState {}
 
+impl eviction_v01::rmhost::policy::host::Host for StoreState {
+    fn log(&mut self, level: eviction_v01::rmhost::policy::host::LogLevel, message: String) {
+        use eviction_v01::rmhost::policy::host::LogLevel as L;
+        let level = match level {
+            L::Trace => LogLevel::Trace,
+            L::Debug => LogLevel::Debug,
+            L::Info => LogLevel::Info,
+            L::Warn => LogLevel::Warn,
+            L::Error => LogLevel::Error,
+        };
+        wit_host::Host::log(self, level, message);
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        wit_host::Host::now_ms(self)
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        wit_host::Host::random_u64(self)
+    }
+
+    fn setting(&mut self, key: String) -> Option<String> {
+        wit_host::Host::setting(self, key)
+    }
+}
+
 /// Cuts `s` to at most `max` bytes on a char boundary.
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -305,15 +342,24 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// The two linkers: `host` + `types` for Rust/C guests, and the same plus WASI p2 for
-/// guests (Python, JS) whose runtimes import WASI.
+/// The two linkers: `host` + `types` (0.2, and 0.1's `host` for 0.1 eviction guests) for
+/// Rust/C guests, and the same plus WASI p2 for guests (Python, JS) whose runtimes import
+/// WASI.
 pub(crate) fn linkers(
     engine: &wasmtime::Engine,
 ) -> wasmtime::Result<(Linker<StoreState>, Linker<StoreState>)> {
     let mut plain = Linker::new(engine);
     quota::QuotaPolicy::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut plain, |s| s)?;
+    eviction_v01::EvictionPolicy::add_to_linker::<StoreState, HasSelf<StoreState>>(
+        &mut plain,
+        |s| s,
+    )?;
     let mut wasi = Linker::new(engine);
     quota::QuotaPolicy::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut wasi, |s| s)?;
+    eviction_v01::EvictionPolicy::add_to_linker::<StoreState, HasSelf<StoreState>>(
+        &mut wasi,
+        |s| s,
+    )?;
     wasmtime_wasi::p2::add_to_linker_sync(&mut wasi)?;
     Ok((plain, wasi))
 }

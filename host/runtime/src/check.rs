@@ -203,6 +203,7 @@ pub(crate) fn eviction_conformance(
                 at_ms,
                 kind,
                 priority: 0,
+                fingerprint: id,
             },
         );
     };

@@ -7,7 +7,9 @@
 //! `Arc<dyn QuotaPolicy>` / `Box<dyn EvictionPolicy>` resolvers from [`PolicyRuntime`]
 //! that pick the bound policy at call time and fall back to the native defaults.
 //!
-//! Map: `bindings` (bindgen + host imports + limits), `convert` (WIT <-> domain types),
+//! Map: `bindings` (bindgen of contract 0.2 and of 0.1's eviction world + host imports +
+//! limits), `contract` (which contract versions are served, and the refusal naming any
+//! other), `convert` (WIT <-> domain types),
 //! `engine` (engine, epoch ticker, artifact cache), `version` (one loaded version, guarded
 //! calls, validation), `registry` (policies, bindings), `health` (faults and quarantine
 //! per policy and tenant), `adapters` (the trait implementations), `provider` (the runtime
@@ -26,6 +28,7 @@
 mod adapters;
 mod bindings;
 mod check;
+mod contract;
 mod convert;
 mod engine;
 mod health;

@@ -2,6 +2,7 @@
 //! answers, quarantine, validation, the artifact cache, hot reload and bindings.
 
 mod checking;
+mod contract;
 mod isolation;
 mod wat;
 mod watching;
@@ -52,9 +53,9 @@ fn wait_for(bus: &EventBus, after: u64, f: impl Fn(&Event) -> bool) -> std::sync
     }
 }
 
-/// Three inserts of 100 bytes (ids 0-2), packed.
+/// Three inserts of 100 bytes (ids 0-2), packed (the fingerprint is the id).
 fn inserts() -> Vec<u64> {
-    (0..3).flat_map(|id| [id, 100, 0]).collect()
+    (0..3).flat_map(|id| [id, 100, 0, id]).collect()
 }
 
 fn req(tenant: &str, amount: u64) -> QuotaRequest {

@@ -134,6 +134,7 @@ pub(crate) fn time_calls(v: &PolicyVersion) -> Vec<CallTiming> {
                                 at_ms: u64::from(i),
                                 kind: EventKind::Remove,
                                 priority: 0,
+                                fingerprint: id,
                             },
                         );
                     }
@@ -148,6 +149,7 @@ pub(crate) fn time_calls(v: &PolicyVersion) -> Vec<CallTiming> {
                                     at_ms: u64::from(i),
                                     kind,
                                     priority: 0,
+                                    fingerprint: id,
                                 },
                             );
                         }

@@ -16,7 +16,8 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::MemoryCapExceeded;
-use super::bindings::{InstanceEnv, StoreState, eviction, pressure, priority, quota};
+use super::bindings::{InstanceEnv, StoreState, eviction, eviction_v01, pressure, priority, quota};
+use super::contract::{CONTRACT, CONTRACT_V01, check_versions, export_name};
 use super::convert;
 use super::engine::{self, Origin};
 use super::samples;
@@ -63,16 +64,6 @@ impl Fault {
     }
 }
 
-/// The export name of each kind's interface.
-pub(crate) fn export_name(kind: PolicyKind) -> &'static str {
-    match kind {
-        PolicyKind::Eviction => "rmhost:policy/eviction@0.1.0",
-        PolicyKind::Quota => "rmhost:policy/quota@0.1.0",
-        PolicyKind::Priority => "rmhost:policy/priority@0.1.0",
-        PolicyKind::Pressure => "rmhost:policy/pressure@0.1.0",
-    }
-}
-
 /// A live instance of one world: its Store and the typed exports.
 pub(crate) struct Inst<B> {
     store: Store<StoreState>,
@@ -94,7 +85,21 @@ impl<B> Inst<B> {
     }
 }
 
-pub(crate) type EvictionInst = Inst<eviction::EvictionPolicy>;
+/// An eviction instance of either contract version.
+pub(crate) enum EvictionBindings {
+    /// `rmhost:policy@0.2.0`: events as the host packs them.
+    V02(eviction::EvictionPolicy),
+    /// `rmhost:policy@0.1.0`: each event without its fingerprint word.
+    V01(eviction_v01::EvictionPolicy),
+}
+
+/// The eviction `Pre` of either contract version.
+enum EvictionPre {
+    V02(eviction::EvictionPolicyPre<StoreState>),
+    V01(eviction_v01::EvictionPolicyPre<StoreState>),
+}
+
+pub(crate) type EvictionInst = Inst<EvictionBindings>;
 type QuotaInst = Inst<quota::QuotaPolicy>;
 type PriorityInst = Inst<priority::PriorityPolicy>;
 type PressureInst = Inst<pressure::PressurePolicy>;
@@ -127,7 +132,7 @@ pub(crate) struct PolicyVersion {
     /// The per-call deadline in force: relaxed (see [`SETUP_DEADLINE`]) until [`Self::arm`].
     call_ticks: AtomicU64,
     deadline_ticks: u64,
-    eviction: Option<eviction::EvictionPolicyPre<StoreState>>,
+    eviction: Option<EvictionPre>,
     quota: Option<quota::QuotaPolicyPre<StoreState>>,
     priority: Option<priority::PriorityPolicyPre<StoreState>>,
     pressure: Option<pressure::PressurePolicyPre<StoreState>>,
@@ -172,6 +177,7 @@ impl PolicyVersion {
             }
         }
         let exports: Vec<String> = ty.exports(cx.engine).map(|(n, _)| n.to_string()).collect();
+        check_versions(ty.imports(cx.engine).map(|(n, _)| n), &exports)?;
         let linker = if wasi { cx.wasi_linker } else { cx.linker };
         let pre: InstancePre<StoreState> = linker
             .instantiate_pre(&component)
@@ -214,8 +220,23 @@ impl PolicyVersion {
             pressure_inst: Mutex::new(None),
         };
         if claims(PolicyKind::Eviction) {
-            let p = eviction::EvictionPolicyPre::new(pre.clone())
-                .map_err(|e| mismatch(PolicyKind::Eviction, e))?;
+            let v01 = format!("rmhost:policy/eviction@{CONTRACT_V01}");
+            let p = if exports.contains(&v01) {
+                tracing::info!(
+                    policy = %cx.name,
+                    "serving an eviction policy built for rmhost:policy@{CONTRACT_V01}: its \
+                     events carry no key fingerprints (rebuild it for @{CONTRACT} to get them)"
+                );
+                eviction_v01::EvictionPolicyPre::new(pre.clone())
+                    .map(EvictionPre::V01)
+                    .map_err(|e| {
+                        format!("exports `{v01}` with types that do not match it: {e:#}")
+                    })?
+            } else {
+                eviction::EvictionPolicyPre::new(pre.clone())
+                    .map(EvictionPre::V02)
+                    .map_err(|e| mismatch(PolicyKind::Eviction, e))?
+            };
             v.eviction = Some(p);
             v.kinds.push(PolicyKind::Eviction);
         }
@@ -240,7 +261,7 @@ impl PolicyVersion {
         if v.kinds.is_empty() {
             return Err(format!(
                 "exports none of the policy interfaces (rmhost:policy/eviction, quota, priority \
-                 or pressure @0.1.0); it exports: [{}]",
+                 or pressure @{CONTRACT}); it exports: [{}]",
                 exports.join(", ")
             ));
         }
@@ -286,15 +307,18 @@ impl PolicyVersion {
             .as_ref()
             .ok_or_else(|| no_kind(PolicyKind::Eviction))?;
         let mut store = self.store();
-        let bindings = pre
-            .instantiate(&mut store)
-            .map_err(|e| instantiate_fault(self, e))?;
+        let bindings = match pre {
+            EvictionPre::V02(p) => p.instantiate(&mut store).map(EvictionBindings::V02),
+            EvictionPre::V01(p) => p.instantiate(&mut store).map(EvictionBindings::V01),
+        }
+        .map_err(|e| instantiate_fault(self, e))?;
         Ok(Inst { store, bindings })
     }
 
     pub(crate) fn configure(&self, inst: &mut EvictionInst, cap: u64, n: u32) -> Result<(), Fault> {
-        self.guarded(inst, |b, s| {
-            b.rmhost_policy_eviction().call_configure(s, cap, n)
+        self.guarded(inst, |b, s| match b {
+            EvictionBindings::V02(b) => b.rmhost_policy_eviction().call_configure(s, cap, n),
+            EvictionBindings::V01(b) => b.rmhost_policy_eviction().call_configure(s, cap, n),
         })
     }
 
@@ -306,9 +330,17 @@ impl PolicyVersion {
         bytes: u64,
         max_count: u32,
     ) -> Result<Vec<u64>, Fault> {
-        let ids = self.guarded(inst, |b, s| {
-            b.rmhost_policy_eviction()
-                .call_observe(s, events, bytes, max_count)
+        let ids = self.guarded(inst, |b, s| match b {
+            EvictionBindings::V02(b) => b
+                .rmhost_policy_eviction()
+                .call_observe(s, events, bytes, max_count),
+            EvictionBindings::V01(b) => {
+                // A 0.1 guest reads three words per event: drop the fingerprints.
+                let mut v01 = Vec::new();
+                rmhost_core::policy::strip_fingerprints(events, &mut v01);
+                b.rmhost_policy_eviction()
+                    .call_observe(s, &v01, bytes, max_count)
+            }
         })?;
         if ids.len() > max_count as usize {
             return Err(Fault::Malformed(format!(
@@ -444,9 +476,9 @@ impl PolicyVersion {
                 .map_err(|f| fail(PolicyKind::Eviction, f))?;
             let mut events = Vec::new();
             for id in 0..4 {
-                events.extend_from_slice(&[id, 100, 0]);
+                events.extend_from_slice(&[id, 100, 0, 0x5eed ^ id]);
             }
-            events.extend_from_slice(&[0, 100, 1 << 8]); // a hit on id 0
+            events.extend_from_slice(&[0, 100, 1 << 8, 0x5eed]); // a hit on id 0
             let ids = self
                 .observe(&mut inst, &events, 150, 4)
                 .map_err(|f| fail(PolicyKind::Eviction, f))?;

@@ -35,7 +35,7 @@ impl Eviction for Fifo {
         self.queue.reserve(expected_entries as usize);
     }
 
-    fn on_insert(&mut self, id: u32, size: u64, _priority: u8, _at_ms: u64) {
+    fn on_insert(&mut self, id: u32, _fingerprint: u64, size: u64, _priority: u8, _at_ms: u64) {
         let i = id as usize;
         if self.seq.len() <= i {
             self.seq.resize(i + 1, (0, 0));
@@ -86,14 +86,14 @@ mod tests {
     fn hits_do_not_reorder_and_reinserts_go_last() {
         let mut f = Fifo::default();
         for id in 0..3 {
-            f.on_insert(id, 1, 0, 0);
+            f.on_insert(id, 0, 1, 0, 0);
         }
         f.on_hit(0, 0);
         let mut out = Vec::new();
         f.victims(1, 10, &mut out);
         assert_eq!(out, vec![0]);
         f.on_remove(0);
-        f.on_insert(0, 1, 0, 0);
+        f.on_insert(0, 0, 1, 0, 0);
         out.clear();
         f.victims(3, 10, &mut out);
         assert_eq!(out, vec![1, 2, 0]);
@@ -102,9 +102,9 @@ mod tests {
     #[test]
     fn victims_are_byte_weighted_and_capped() {
         let mut f = Fifo::default();
-        f.on_insert(0, 10, 0, 0);
-        f.on_insert(1, 30, 0, 0);
-        f.on_insert(2, 5, 0, 0);
+        f.on_insert(0, 0, 10, 0, 0);
+        f.on_insert(1, 0, 30, 0, 0);
+        f.on_insert(2, 0, 5, 0, 0);
         f.on_update(0, 50, 0, 0);
         let mut out = Vec::new();
         f.victims(40, 10, &mut out);

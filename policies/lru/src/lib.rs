@@ -152,7 +152,7 @@ impl Eviction for Lru {
     }
 
     #[inline(always)]
-    fn on_insert(&mut self, id: u32, size: u64, _priority: u8, _at_ms: u64) {
+    fn on_insert(&mut self, id: u32, _fingerprint: u64, size: u64, _priority: u8, _at_ms: u64) {
         if id as usize >= self.nodes.len() {
             self.grow(id);
         }

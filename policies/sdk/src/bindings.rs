@@ -29,7 +29,7 @@ pub mod quota {
         default_bindings_module: "::rmhost_policy::__private::quota",
         additional_derives: [PartialEq],
         with: {
-            "rmhost:policy/host@0.1.0": super::eviction::rmhost::policy::host,
+            "rmhost:policy/host@0.2.0": super::eviction::rmhost::policy::host,
         },
     });
 }
@@ -44,7 +44,7 @@ pub mod priority {
         default_bindings_module: "::rmhost_policy::__private::priority",
         additional_derives: [PartialEq],
         with: {
-            "rmhost:policy/host@0.1.0": super::eviction::rmhost::policy::host,
+            "rmhost:policy/host@0.2.0": super::eviction::rmhost::policy::host,
         },
     });
 }
@@ -59,8 +59,8 @@ pub mod pressure {
         default_bindings_module: "::rmhost_policy::__private::pressure",
         additional_derives: [PartialEq],
         with: {
-            "rmhost:policy/host@0.1.0": super::eviction::rmhost::policy::host,
-            "rmhost:policy/types@0.1.0": super::quota::rmhost::policy::types,
+            "rmhost:policy/host@0.2.0": super::eviction::rmhost::policy::host,
+            "rmhost:policy/types@0.2.0": super::quota::rmhost::policy::types,
         },
     });
 }

@@ -1,5 +1,6 @@
-//! Decoding of the packed eviction events (`wit/policy.wit`, `eviction.observe`):
-//! three u64 per event, `[id, size, at_ms << 16 | kind << 8 | priority]`.
+//! Decoding of the packed eviction events (`wit/policy.wit`, `eviction.observe`,
+//! `rmhost:policy@0.2.0`): four u64 per event,
+//! `[id, size, at_ms << 16 | kind << 8 | priority, fingerprint]`.
 //!
 //! The rules match the host's native LRU (`host/abi/src/lru.rs`) so a policy built on
 //! this SDK sees exactly what the native twin sees: a trailing partial event is ignored,
@@ -24,11 +25,14 @@ pub struct Event {
     pub kind: EventKind,
     /// Entry priority, 0-255 (meaningful for insert and update).
     pub priority: u8,
+    /// The key fingerprint: a per-cache keyed 64-bit hash of the entry's key, the same
+    /// whenever the key comes back (ghosts and frequency sketches key by it).
+    pub fingerprint: u64,
 }
 
-/// Decodes one event from three u64; `None` for an unknown kind or an id out of range.
+/// Decodes one event from four u64; `None` for an unknown kind or an id out of range.
 #[inline(always)]
-pub fn decode(chunk: &[u64; 3]) -> Option<Event> {
+pub fn decode(chunk: &[u64; 4]) -> Option<Event> {
     let e = rmhost_abi::decode_event(chunk)?;
     let id = u32::try_from(e.id).ok().filter(|&i| i != u32::MAX)?;
     Some(Event {
@@ -37,11 +41,26 @@ pub fn decode(chunk: &[u64; 3]) -> Option<Event> {
         at_ms: e.at_ms,
         kind: e.kind,
         priority: e.priority,
+        fingerprint: e.fingerprint,
     })
 }
 
-/// Appends one event in the packed form (the host's side; for tests and simulators).
+/// Appends one event in the packed form (the host's side; for tests and simulators), with
+/// the id as its key fingerprint (see [`encode_keyed`] to give one).
 pub fn encode(out: &mut Vec<u64>, kind: EventKind, id: u64, size: u64, priority: u8, at_ms: u64) {
+    encode_keyed(out, kind, id, id, size, priority, at_ms);
+}
+
+/// [`encode`] with an explicit key fingerprint.
+pub fn encode_keyed(
+    out: &mut Vec<u64>,
+    kind: EventKind,
+    id: u64,
+    fingerprint: u64,
+    size: u64,
+    priority: u8,
+    at_ms: u64,
+) {
     rmhost_abi::encode_event(
         out,
         &rmhost_abi::PackedEvent {
@@ -50,6 +69,7 @@ pub fn encode(out: &mut Vec<u64>, kind: EventKind, id: u64, size: u64, priority:
             at_ms,
             kind,
             priority,
+            fingerprint,
         },
     );
 }
@@ -66,11 +86,13 @@ pub fn observe<P: Eviction>(
     bytes_to_free: u64,
     max_count: u32,
 ) -> Vec<u64> {
-    let (chunks, _partial) = events.as_chunks::<3>();
+    let (chunks, _partial) = events.as_chunks::<4>();
     for chunk in chunks {
         let Some(ev) = decode(chunk) else { continue };
         match ev.kind {
-            EventKind::Insert => policy.on_insert(ev.id, ev.size, ev.priority, ev.at_ms),
+            EventKind::Insert => {
+                policy.on_insert(ev.id, ev.fingerprint, ev.size, ev.priority, ev.at_ms)
+            }
             EventKind::Hit => policy.on_hit(ev.id, ev.at_ms),
             EventKind::Update => policy.on_update(ev.id, ev.size, ev.priority, ev.at_ms),
             EventKind::Remove => policy.on_remove(ev.id),
@@ -93,7 +115,7 @@ mod tests {
     fn decodes_every_field() {
         let mut b = Vec::new();
         encode(&mut b, EventKind::Update, 42, u64::MAX, 255, (1 << 48) - 1);
-        let ev = decode(&[b[0], b[1], b[2]]).unwrap();
+        let ev = decode(&[b[0], b[1], b[2], b[3]]).unwrap();
         assert_eq!(
             ev,
             Event {
@@ -101,11 +123,13 @@ mod tests {
                 size: u64::MAX,
                 at_ms: (1 << 48) - 1,
                 kind: EventKind::Update,
-                priority: 255
+                priority: 255,
+                fingerprint: 42,
             }
         );
-        encode(&mut b, EventKind::Remove, 0, 0, 0, 7);
-        let ev = decode(&[b[3], b[4], b[5]]).unwrap();
+        encode_keyed(&mut b, EventKind::Remove, 0, 0xfeed, 0, 0, 7);
+        let ev = decode(&[b[4], b[5], b[6], b[7]]).unwrap();
+        assert_eq!(ev.fingerprint, 0xfeed);
         assert_eq!(
             (ev.kind, ev.id, ev.at_ms, ev.priority),
             (EventKind::Remove, 0, 7, 0)
@@ -114,21 +138,23 @@ mod tests {
 
     #[test]
     fn rejects_unknown_kinds_and_out_of_range_ids() {
-        assert_eq!(decode(&[1, 2, 9 << 8]), None);
-        assert_eq!(decode(&[u32::MAX as u64, 2, 0]), None);
-        assert_eq!(decode(&[1 << 40, 2, 0]), None);
-        assert!(decode(&[u32::MAX as u64 - 1, 2, 0]).is_some());
+        assert_eq!(decode(&[1, 2, 9 << 8, 0]), None);
+        assert_eq!(decode(&[u32::MAX as u64, 2, 0, 0]), None);
+        assert_eq!(decode(&[1 << 40, 2, 0, 0]), None);
+        assert!(decode(&[u32::MAX as u64 - 1, 2, 0, 0]).is_some());
     }
 
     /// Records the calls it gets, to check the dispatch order and the answer rules.
     #[derive(Default)]
     struct Recorder {
         calls: Vec<(char, u32, u64, u8, u64)>,
+        fingerprints: Vec<u64>,
     }
 
     impl Eviction for Recorder {
-        fn on_insert(&mut self, id: u32, size: u64, priority: u8, at_ms: u64) {
+        fn on_insert(&mut self, id: u32, fingerprint: u64, size: u64, priority: u8, at_ms: u64) {
             self.calls.push(('i', id, size, priority, at_ms));
+            self.fingerprints.push(fingerprint);
         }
         fn on_hit(&mut self, id: u32, at_ms: u64) {
             self.calls.push(('h', id, 0, 0, at_ms));
@@ -148,12 +174,12 @@ mod tests {
     #[test]
     fn observe_dispatches_in_order_and_bounds_the_answer() {
         let mut b = Vec::new();
-        encode(&mut b, EventKind::Insert, 3, 100, 7, 10);
+        encode_keyed(&mut b, EventKind::Insert, 3, 0xabc, 100, 7, 10);
         encode(&mut b, EventKind::Hit, 3, 0, 0, 11);
-        b.extend([5, 5, 77 << 8]); // unknown kind: skipped
+        b.extend([5, 5, 77 << 8, 0]); // unknown kind: skipped
         encode(&mut b, EventKind::Update, 3, 50, 1, 12);
         encode(&mut b, EventKind::Remove, 3, 0, 0, 13);
-        b.extend([9, 9]); // trailing partial event: ignored
+        b.extend([9, 9, 9]); // trailing partial event: ignored
         let mut r = Recorder::default();
         assert!(
             observe(&mut r, &b, 0, 10).is_empty(),
@@ -168,6 +194,7 @@ mod tests {
                 ('r', 3, 0, 0, 0)
             ]
         );
+        assert_eq!(r.fingerprints, vec![0xabc]);
         assert_eq!(
             observe(&mut r, &[], 64, 3),
             vec![1, 2, 3],

@@ -1,7 +1,7 @@
 //! # rmhost-policy: write rmhost policies in Rust
 //!
 //! A policy is a WebAssembly component that exports one of the interfaces of
-//! `wit/policy.wit` (package `rmhost:policy@0.1.0`). This crate hides the bindings: implement
+//! `wit/policy.wit` (package `rmhost:policy@0.2.0`). This crate hides the bindings: implement
 //! one trait per kind ([`Eviction`], [`Quota`], [`Priority`], [`Pressure`]) on a type that is
 //! `Default`, and export it with the matching macro ([`export_eviction!`],
 //! [`export_quota!`], [`export_priority!`], [`export_pressure!`]). Each macro produces a
@@ -12,7 +12,9 @@
 //! `Default` on the first call and kept across calls (components are single-threaded and
 //! their exports are never re-entered). Eviction events arrive packed; the SDK decodes them
 //! and calls `on_insert`/`on_hit`/`on_update`/`on_remove` in order, then `victims` when the
-//! host needs bytes freed.
+//! host needs bytes freed. A policy written against the ABI crate's
+//! `rmhost_abi::EvictionPolicy` (the host's own native algorithms) is exported as is with
+//! [`export_native_eviction!`]: it reads the packed events itself.
 //!
 //! ```no_run
 //! // A policy crate: crate-type = ["cdylib"], depends on rmhost-policy.
@@ -66,8 +68,10 @@ pub trait Eviction: Default {
     fn configure(&mut self, capacity_bytes: u64, expected_entries: u32) {
         let _ = (capacity_bytes, expected_entries);
     }
-    /// A new entry.
-    fn on_insert(&mut self, id: u32, size: u64, priority: u8, at_ms: u64);
+    /// A new entry. `fingerprint` identifies its key: a per-cache keyed 64-bit hash, the
+    /// same when an evicted key comes back (key ghosts and frequency sketches by it; ids
+    /// are reused for unrelated keys).
+    fn on_insert(&mut self, id: u32, fingerprint: u64, size: u64, priority: u8, at_ms: u64);
     /// A read of a live entry.
     fn on_hit(&mut self, id: u32, at_ms: u64);
     /// A live entry's size or priority changed; counts as an access.
@@ -122,6 +126,7 @@ pub mod __private {
     pub use crate::bindings::*;
     use crate::{Eviction, Pressure, Priority, Quota};
     use core::cell::UnsafeCell;
+    pub use rmhost_abi::EvictionPolicy as NativeEvictionPolicy;
 
     /// Holds a policy instance in a `static`. Components are single-threaded and an export
     /// is never re-entered (the component model forbids it), so handing out one `&mut` per
@@ -172,6 +177,24 @@ pub mod __private {
         }
     }
 
+    /// The adapter of [`export_native_eviction!`](crate::export_native_eviction): the
+    /// policy reads the packed events itself, as the host's native algorithms do.
+    pub struct NativeAdapter<E>(core::marker::PhantomData<E>);
+
+    impl<E: Export> eviction::exports::rmhost::policy::eviction::Guest for NativeAdapter<E>
+    where
+        E::Policy: rmhost_abi::EvictionPolicy,
+    {
+        fn configure(capacity_bytes: u64, expected_entries: u32) {
+            E::slot().get().configure(capacity_bytes, expected_entries);
+        }
+        fn observe(events: Vec<u64>, bytes_to_free: u64, max_count: u32) -> Vec<u64> {
+            let mut out = E::slot().get().observe(&events, bytes_to_free, max_count);
+            out.truncate(max_count as usize);
+            out
+        }
+    }
+
     impl<E: Export> quota::exports::rmhost::policy::quota::Guest for Adapter<E>
     where
         E::Policy: Quota,
@@ -215,11 +238,14 @@ pub mod __private {
     #[doc(hidden)]
     macro_rules! __rmhost_export {
         ($policy:ty, $world:ident, $world_macro:ident, $kind:ident) => {
+            $crate::__rmhost_export!($policy, $world, $world_macro, $crate::$kind, Adapter);
+        };
+        ($policy:ty, $world:ident, $world_macro:ident, $bound:path, $adapter:ident) => {
             // Natively only check the type: the export symbols (`rmhost:policy/...#observe`)
             // are not valid in an ELF version script, and native builds are for tests.
             #[cfg(not(target_arch = "wasm32"))]
             const _: fn() = || {
-                fn implements<T: $crate::$kind>() {}
+                fn implements<T: $bound + Default>() {}
                 implements::<$policy>();
             };
             #[cfg(target_arch = "wasm32")]
@@ -234,7 +260,7 @@ pub mod __private {
                         &SLOT
                     }
                 }
-                type __RmhostAdapter = $crate::__private::Adapter<__RmhostExport>;
+                type __RmhostAdapter = $crate::__private::$adapter<__RmhostExport>;
                 $crate::__private::$world::$world_macro!(
                     __RmhostAdapter with_types_in $crate::__private::$world
                 );
@@ -249,6 +275,23 @@ pub mod __private {
 macro_rules! export_eviction {
     ($policy:ty) => {
         $crate::__rmhost_export!($policy, eviction, export_eviction_world, Eviction);
+    };
+}
+
+/// Exports `$policy`, a type implementing the ABI crate's `rmhost_abi::EvictionPolicy` and
+/// `Default` (the host's native algorithms: `NativeS3Fifo`, `NativeArc`, ...), as the
+/// component's `rmhost:policy/eviction` interface: the Wasm policy then answers victim for
+/// victim like the host's `builtin:` twin.
+#[macro_export]
+macro_rules! export_native_eviction {
+    ($policy:ty) => {
+        $crate::__rmhost_export!(
+            $policy,
+            eviction,
+            export_eviction_world,
+            $crate::__private::NativeEvictionPolicy,
+            NativeAdapter
+        );
     };
 }
 

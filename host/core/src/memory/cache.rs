@@ -36,7 +36,7 @@ use super::hitbuf::{DRAIN_AT, HitRing};
 use crate::clock::Clock;
 use crate::invariant::InvariantViolation;
 use crate::policy::EvictionPolicy;
-use hashbrown::DefaultHashBuilder;
+use foldhash::fast::SeedableRandomState;
 use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::borrow::Borrow;
@@ -70,7 +70,9 @@ type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
 pub struct Cache<K, V> {
     shards: Box<[Shard<K, V>]>,
     mask: u64,
-    hasher: DefaultHashBuilder,
+    /// Seeded per cache (or fixed by the config): its hash of a key is also the key's
+    /// fingerprint in the policy's events.
+    hasher: SeedableRandomState,
     core: Mutex<PolicyCore>,
     /// Bit i set: shard i's hit buffer may hold hits.
     dirty: AtomicU64,
@@ -131,7 +133,12 @@ where
         Cache {
             shards,
             mask: n as u64 - 1,
-            hasher: DefaultHashBuilder::default(),
+            hasher: match cfg.hash_seed {
+                Some(seed) => {
+                    SeedableRandomState::with_seed(seed, foldhash::SharedSeed::global_fixed())
+                }
+                None => SeedableRandomState::random(),
+            },
             core: Mutex::new(core),
             dirty: AtomicU64::new(0),
             expirations: AtomicU64::new(0),
@@ -285,9 +292,10 @@ where
             // Never admitted, as in libCacheSim; a stale smaller value must not survive.
             core.counters.rejections += 1;
             let old = self.remove_locked(&mut core, hash, |e| e.key == key, now);
+            core.counters.replaced += u64::from(old.is_some());
             drop(core);
             if let (Some(f), Some((k, v))) = (&self.listener, old) {
-                f(k, v, RemovalCause::Explicit);
+                f(k, v, RemovalCause::Replaced);
             }
             return false;
         }
@@ -301,6 +309,7 @@ where
             match map.find_mut(hash, |e| e.key == key) {
                 Some(e) => {
                     core.update(e.id, size, priority, now);
+                    core.counters.replaced += 1;
                     replaced = Some(std::mem::replace(&mut e.value, value));
                     e.expires_at = expires_at;
                     e.id
@@ -349,6 +358,7 @@ where
         let now = self.clock.now_ms();
         self.drain_before_write(&mut core, now);
         let old = self.remove_locked(&mut core, hash, |e| e.key.borrow() == key, now);
+        core.counters.removed += u64::from(old.is_some());
         core.maybe_flush();
         drop(core);
         old.map(|(_, v)| v)
@@ -552,6 +562,13 @@ where
             replays: c.replays,
             observe_calls: c.observe_calls,
             policy_ns: c.policy_ns,
+            removals: super::core::RemovalCounts {
+                size: c.evictions - c.trimmed + c.rejections,
+                expired: self.expirations.load(Ordering::Relaxed),
+                trimmed: c.trimmed,
+                removed: c.removed,
+                replaced: c.replaced,
+            },
         }
     }
 

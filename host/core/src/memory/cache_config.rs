@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// The hash seed of [`CacheConfig::exact`] (any fixed value would do).
+pub const SIM_HASH_SEED: u64 = 0x5eed_0fc0_ffee;
+
 /// How a cache is sized and batched.
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -19,6 +22,11 @@ pub struct CacheConfig {
     pub default_ttl: Option<Duration>,
     /// A rough entry count for `configure` (0 when unknown).
     pub expected_entries: u32,
+    /// Seed of the key hash, which is also the key fingerprint the eviction policy sees
+    /// (`rmhost:policy@0.2.0`). `None` (the default) draws a random seed per cache, so a
+    /// policy learns nothing about keys across caches; `rmhost sim` fixes it, so its runs
+    /// are reproducible.
+    pub hash_seed: Option<u64>,
 }
 
 impl CacheConfig {
@@ -31,15 +39,17 @@ impl CacheConfig {
             batch_events: 256,
             default_ttl: None,
             expected_entries: 0,
+            hash_seed: None,
         }
     }
 
     /// The exact per-insert configuration `rmhost sim` uses: one shard (exact event
-    /// order), no headroom.
+    /// order), no headroom, a fixed hash seed (reproducible fingerprints).
     pub fn exact(capacity_bytes: u64) -> Self {
         CacheConfig {
             headroom_bytes: Some(0),
             shards: 1,
+            hash_seed: Some(SIM_HASH_SEED),
             ..CacheConfig::new(capacity_bytes)
         }
     }
@@ -80,4 +90,7 @@ pub struct CacheStats {
     pub observe_calls: u64,
     /// Nanoseconds spent inside the policy's `observe`.
     pub policy_ns: u64,
+    /// Entries that left, by cause (`/metrics` shows them per cache and cause).
+    #[serde(default)]
+    pub removals: super::core::RemovalCounts,
 }

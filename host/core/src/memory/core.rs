@@ -9,7 +9,7 @@
 //! generation says so), so a policy never sees a hit for an id that is not live.
 
 use super::ids::FreeIds;
-use crate::policy::{EventKind, EvictionPolicy, PackedEvent, encode_event};
+use crate::policy::{EVENT_WORDS, EventKind, EvictionPolicy, PackedEvent, encode_event};
 use std::time::Instant;
 
 /// One dense id's bookkeeping.
@@ -40,8 +40,54 @@ pub enum RemovalCause {
     /// Chosen by the policy when the cache was trimmed (memory pressure, `gc`, a trim
     /// request), not to make room for an insert.
     Trimmed,
-    /// Removed by the caller, or replaced by a larger value that did not fit.
+    /// Removed by the caller.
     Explicit,
+    /// Replaced by a value larger than the whole cache, so the key is gone. (A value
+    /// replaced in place is counted as `replaced` in [`RemovalCounts`] but reported to no
+    /// listener: its key stays.)
+    Replaced,
+}
+
+impl RemovalCause {
+    /// The cause as `CacheEvicted` events and `/metrics` name it: `size` (evicted or not
+    /// admitted, to respect the size bound), `expired`, `trimmed`, `removed` or `replaced`.
+    pub fn as_cause(self) -> &'static str {
+        match self {
+            RemovalCause::Evicted | RemovalCause::Rejected => "size",
+            RemovalCause::Expired => "expired",
+            RemovalCause::Trimmed => "trimmed",
+            RemovalCause::Explicit => "removed",
+            RemovalCause::Replaced => "replaced",
+        }
+    }
+}
+
+/// Entries that left a cache (or, for `replaced`, whose value was replaced), by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemovalCounts {
+    /// Evicted or not admitted, to respect the size bound.
+    pub size: u64,
+    /// Their time to live passed.
+    pub expired: u64,
+    /// Evicted by a trim (pressure, `gc`, a trim request).
+    pub trimmed: u64,
+    /// Removed by the caller.
+    pub removed: u64,
+    /// Values replaced by an insert of the same key.
+    pub replaced: u64,
+}
+
+impl RemovalCounts {
+    /// `(cause, count)` pairs in a fixed order, named as [`RemovalCause::as_cause`] does.
+    pub fn by_cause(&self) -> [(&'static str, u64); 5] {
+        [
+            ("size", self.size),
+            ("expired", self.expired),
+            ("trimmed", self.trimmed),
+            ("removed", self.removed),
+            ("replaced", self.replaced),
+        ]
+    }
 }
 
 /// A victim the storage side must drop (its slot is already freed here).
@@ -63,6 +109,12 @@ pub(crate) struct CoreCounters {
     pub observe_calls: u64,
     pub policy_ns: u64,
     pub dropped_hits: u64,
+    /// Victims of trims (also counted in `evictions`).
+    pub trimmed: u64,
+    /// Entries removed by the caller.
+    pub removed: u64,
+    /// Values replaced by an insert of the same key.
+    pub replaced: u64,
 }
 
 /// Tunables for the protocol side.
@@ -109,7 +161,7 @@ impl PolicyCore {
             // A hint, not a promise: never preallocate more than a million slots for it.
             slots: Vec::with_capacity(expected.min(1 << 20) as usize),
             free: FreeIds::default(),
-            pending: Vec::with_capacity(cfg.batch_events * 3 + 3),
+            pending: Vec::with_capacity((cfg.batch_events + 1) * EVENT_WORDS),
             tick: 0,
             bytes: 0,
             live: 0,
@@ -144,6 +196,9 @@ impl PolicyCore {
                 at_ms: now_ms,
                 kind,
                 priority: s.priority,
+                // The storage hash is a keyed hash of the key, seeded per cache
+                // (`CacheConfig::hash_seed`): exactly what 0.2's fingerprint promises.
+                fingerprint: s.hash,
             },
         );
     }
@@ -217,7 +272,7 @@ impl PolicyCore {
 
     /// Delivers the batch without asking for victims once it is full.
     pub fn maybe_flush(&mut self) {
-        if self.pending.len() >= self.cfg.batch_events * 3 {
+        if self.pending.len() >= self.cfg.batch_events * EVENT_WORDS {
             self.flush();
         }
     }
@@ -299,6 +354,7 @@ impl PolicyCore {
                 RemovalCause::Rejected
             } else {
                 self.counters.evictions += 1;
+                self.counters.trimmed += u64::from(cause == RemovalCause::Trimmed);
                 cause
             };
             freed += s.size;
@@ -343,6 +399,7 @@ impl PolicyCore {
             need = need.saturating_sub(s.size);
             self.counters.fallback_fills += 1;
             self.counters.evictions += 1;
+            self.counters.trimmed += u64::from(cause == RemovalCause::Trimmed);
             self.push(id, EventKind::Remove, now_ms);
             self.free_slot(id);
             victims.push(Victim {

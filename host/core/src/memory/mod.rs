@@ -39,7 +39,7 @@ mod tests_more;
 mod tests_policies;
 
 pub use cache::{Cache, CacheConfig, CacheStats};
-pub use core::RemovalCause;
+pub use core::{RemovalCause, RemovalCounts};
 pub use leaks::{Leak, LeakConfig, LeakDetector};
 pub use pressure::{
     ActionError, ActionSink, MemoryMonitor, MemoryStatus, MonitorParts, OverShare, PressureConfig,

@@ -162,6 +162,7 @@ fn cause_str(c: RemovalCause) -> &'static str {
         RemovalCause::Expired => "expired",
         RemovalCause::Trimmed => "trimmed",
         RemovalCause::Explicit => "explicit",
+        RemovalCause::Replaced => "replaced",
     }
 }
 
@@ -264,6 +265,7 @@ impl CacheRegistry {
                     tenant: owner.clone(),
                     key,
                     reason: cause_str(cause).to_string(),
+                    cause: cause.as_cause().to_string(),
                 })
             });
         }

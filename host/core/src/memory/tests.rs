@@ -39,7 +39,7 @@ impl EvictionPolicy for Checked {
         self.inner.configure(c, e);
     }
     fn observe(&mut self, events: &[u64], bytes: u64, max: u32) -> Vec<u64> {
-        for ch in events.chunks_exact(3) {
+        for ch in events.chunks_exact(crate::policy::EVENT_WORDS) {
             let ev = decode_event(ch).expect("valid kind");
             let err = |m: String| self.violations.lock().push(m);
             match ev.kind {
@@ -156,7 +156,7 @@ impl EvictionPolicy for RejectNew {
     fn configure(&mut self, _: u64, _: u32) {}
     fn observe(&mut self, events: &[u64], bytes: u64, max: u32) -> Vec<u64> {
         self.1 = events
-            .chunks_exact(3)
+            .chunks_exact(crate::policy::EVENT_WORDS)
             .filter_map(decode_event)
             .filter(|e| e.kind == EventKind::Insert)
             .map(|e| e.id)
@@ -460,4 +460,41 @@ fn trims_are_told_apart_from_evictions_for_room() {
     assert_eq!(r.len(), 2, "{r:?}");
     assert_eq!(r[0].1, RemovalCause::Evicted);
     assert_eq!(r[1].1, RemovalCause::Trimmed);
+}
+
+#[test]
+fn removals_are_counted_per_cause() {
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let c: Cache<u32, u8> = Cache::with_clock(
+        CacheConfig::exact(30),
+        Box::new(NativeLru::new()),
+        crate::clock::Clock::Manual(clock.clone()),
+    );
+    for k in 0..4 {
+        c.insert_with(k, 0, 10, 0, None); // the fourth needs room: one eviction (size)
+    }
+    c.insert(1, 1, 10); // replaced in place
+    // Replaced by a value larger than the cache: the old value is replaced, the new one is
+    // not admitted (size), and the key is gone.
+    c.insert(2, 2, 100);
+    c.remove(&3); // removed
+    c.insert_with(5, 0, 10, 0, Some(std::time::Duration::from_millis(5)));
+    clock.store(10, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(c.purge_expired(10), 1); // expired
+    c.insert(6, 0, 10);
+    c.trim(10); // trimmed
+    let r = c.stats().removals;
+    assert_eq!(
+        r.by_cause(),
+        [
+            ("size", 2),
+            ("expired", 1),
+            ("trimmed", 1),
+            ("removed", 1),
+            ("replaced", 2)
+        ],
+        "{r:?}"
+    );
+    assert_eq!(RemovalCause::Rejected.as_cause(), "size");
+    assert_eq!(RemovalCause::Replaced.as_cause(), "replaced");
 }

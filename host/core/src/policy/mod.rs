@@ -12,17 +12,18 @@ pub use native::{NativePressure, NativePriority, NativeQuota};
 // The packed encoding, the eviction seam and the native eviction algorithms live in the
 // dependency-free ABI crate, which the guest policies compile too.
 pub use rmhost_abi::{
-    EventKind, EvictionPolicy, FrequencySketch, NativeFifo, NativeLru, NativeS3Fifo, NativeSieve,
-    NativeWTinyLfu, PackedEvent, WTinyLfu, decode_event, encode_event,
+    EVENT_WORDS, EVENT_WORDS_V01, EventKind, EvictionPolicy, FrequencySketch, NativeArc,
+    NativeFifo, NativeLru, NativeS3Fifo, NativeSieve, NativeWTinyLfu, PackedEvent, WTinyLfu,
+    decode_event, encode_event, strip_fingerprints,
 };
 
 use serde::{Deserialize, Serialize};
 
 /// The names of the native eviction policies, as `builtin:NAME` selects them.
-pub const BUILTIN_EVICTION: &[&str] = &["lru", "fifo", "sieve", "s3fifo", "wtinylfu"];
+pub const BUILTIN_EVICTION: &[&str] = &["lru", "fifo", "sieve", "s3fifo", "wtinylfu", "arc"];
 
 /// A fresh native eviction policy by name (`lru`, `fifo`, `sieve`, `s3fifo`, `wtinylfu`,
-/// with or without the `builtin:` prefix); `None` for any other name.
+/// `arc`, with or without the `builtin:` prefix); `None` for any other name.
 pub fn builtin_eviction(name: &str) -> Option<Box<dyn EvictionPolicy>> {
     match name.strip_prefix("builtin:").unwrap_or(name) {
         "lru" => Some(Box::new(NativeLru::new())),
@@ -30,6 +31,7 @@ pub fn builtin_eviction(name: &str) -> Option<Box<dyn EvictionPolicy>> {
         "sieve" => Some(Box::new(NativeSieve::new())),
         "s3fifo" => Some(Box::new(NativeS3Fifo::new())),
         "wtinylfu" => Some(Box::new(NativeWTinyLfu::new())),
+        "arc" => Some(Box::new(NativeArc::new())),
         _ => None,
     }
 }

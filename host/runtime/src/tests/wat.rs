@@ -47,6 +47,11 @@ pub(crate) fn eviction_tricky() -> String {
 
 /// An eviction component around a core body exporting `configure` and `observe`.
 pub(crate) fn eviction(body: &str) -> String {
+    eviction_at(body, "0.2.0")
+}
+
+/// [`eviction`] exporting the interface of contract `version` (`0.1.0` for old guests).
+pub(crate) fn eviction_at(body: &str, version: &str) -> String {
     format!(
         r#"(component
   (core module $m {PRELUDE} {body})
@@ -57,7 +62,7 @@ pub(crate) fn eviction(body: &str) -> String {
     (result (list u64))
     (canon lift (core func $i "observe") (memory (core memory $i "memory")) (realloc (core func $i "cabi_realloc"))))
   (instance $e (export "configure" (func $configure)) (export "observe" (func $observe)))
-  (export "rmhost:policy/eviction@0.1.0" (instance $e))
+  (export "rmhost:policy/eviction@{version}" (instance $e))
 )"#
     )
 }
@@ -82,6 +87,11 @@ const QUOTA_TYPES: &str = r#"
 /// instructions) lays out at offset 16: discriminant byte, then a (pointer, length) pair.
 /// The data segment holds the string "no" at 256 and the u64 999 at 264.
 fn quota(init: &str) -> String {
+    quota_at(init, "0.2.0")
+}
+
+/// [`quota`] exporting the interface of contract `version`.
+pub(crate) fn quota_at(init: &str, version: &str) -> String {
     format!(
         r#"(component
   (core module $m {PRELUDE}
@@ -97,7 +107,7 @@ fn quota(init: &str) -> String {
     (export "usage" (type $usage')) (export "request" (type $request'))
     (export "tenant-state" (type $tstate')) (export "holder" (type $holder'))
     (export "decision" (type $decision')) (export "decide" (func $decide)))
-  (export "rmhost:policy/quota@0.1.0" (instance $q))
+  (export "rmhost:policy/quota@{version}" (instance $q))
 )"#
     )
 }
@@ -141,7 +151,7 @@ pub(crate) fn priority_double() -> String {
     (canon lift (core func $i "rank") (memory (core memory $i "memory"))
       (realloc (core func $i "cabi_realloc"))))
   (instance $p (export "waiter" (type $waiter')) (export "rank" (func $rank)))
-  (export "rmhost:policy/priority@0.1.0" (instance $p))
+  (export "rmhost:policy/priority@0.2.0" (instance $p))
 )"#
     )
 }
@@ -163,4 +173,20 @@ pub(crate) fn eviction_slow() -> String {
       (i32.const 16))
     "#;
     eviction(body)
+}
+
+/// An eviction policy that, asked for 7777 bytes, answers one "id": the number of u64
+/// words it received, so a test sees the event encoding its contract version gets (and
+/// answers nothing otherwise, so the smoke call passes).
+pub(crate) fn eviction_echo_len(version: &str) -> String {
+    let body = r#"
+    (func (export "configure") (param i64 i32))
+    (func (export "observe") (param $ev i32) (param $n i32) (param $bytes i64) (param $max i32)
+      (result i32)
+      (i64.store (i32.const 512) (i64.extend_i32_u (local.get $n)))
+      (i32.store (i32.const 16) (i32.const 512))
+      (i32.store (i32.const 20) (i64.eq (local.get $bytes) (i64.const 7777)))
+      (i32.const 16))
+    "#;
+    eviction_at(body, version)
 }

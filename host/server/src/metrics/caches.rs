@@ -11,19 +11,11 @@ use rmhost_runtime::{CallHistogram, PolicyRuntime};
 use std::fmt;
 use std::sync::Arc;
 
-/// Entries that left a cache without the caller removing them, by cause.
-///
-/// The hook for per-cause counts: today the core counts evictions to make room
-/// (`evicted`, fallback fills included), entries refused admission (`rejected`) and TTL
-/// expiries (`expired`). When `CacheStats` grows a count per `RemovalCause` (trims
-/// under pressure, explicit removals), map them here: the label and the dashboard's
-/// `sum by (cause)` already take any cause.
-pub fn eviction_causes(s: &CacheStats) -> [(&'static str, u64); 3] {
-    [
-        ("evicted", s.evictions),
-        ("rejected", s.rejections),
-        ("expired", s.expirations),
-    ]
+/// Entries that left a cache (or whose value was replaced), by the cause `CacheEvicted`
+/// carries: `size` (evicted for room or not admitted), `expired`, `trimmed` (pressure, `gc`
+/// or a trim request), `removed` (the caller deleted it) and `replaced`.
+pub fn eviction_causes(s: &CacheStats) -> [(&'static str, u64); 5] {
+    s.removals.by_cause()
 }
 
 fn label(c: &CacheInfo) -> [(&'static str, &str); 2] {
@@ -55,7 +47,7 @@ impl Collector for CacheCollector {
         counters(
             w,
             "cache_evictions",
-            "Entries that left without the caller removing them, by cause.",
+            "Entries that left (or whose value was replaced), by cause.",
             caches.iter().flat_map(|c| {
                 eviction_causes(&c.stats).map(|(cause, n)| {
                     let [cache, tenant] = label(c);
