@@ -34,7 +34,6 @@ pub use super::cache_config::{CacheConfig, CacheStats};
 use super::core::{CoreConfig, PolicyCore, RemovalCause, Victim};
 use super::hitbuf::{DRAIN_AT, HitRing};
 use crate::clock::Clock;
-use crate::invariant::InvariantViolation;
 use crate::policy::EvictionPolicy;
 use foldhash::fast::SeedableRandomState;
 use hashbrown::HashTable;
@@ -45,22 +44,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-struct Entry<K, V> {
+pub(super) struct Entry<K, V> {
     key: K,
     value: V,
-    hash: u64,
-    id: u32,
-    generation: u32,
+    pub(super) hash: u64,
+    pub(super) id: u32,
+    pub(super) generation: u32,
     /// Deadline on the cache clock, ms; `u64::MAX` for none.
     expires_at: u64,
 }
 
 #[repr(align(128))] // one shard per cache-line pair: no false sharing between shards
-struct Shard<K, V> {
-    map: RwLock<HashTable<Entry<K, V>>>,
+pub(super) struct Shard<K, V> {
+    pub(super) map: RwLock<HashTable<Entry<K, V>>>,
     /// Buffered hits; its counters are the shard's hit count.
-    hits: HitRing,
-    miss_count: AtomicU64,
+    pub(super) hits: HitRing,
+    pub(super) miss_count: AtomicU64,
 }
 
 type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
@@ -68,15 +67,15 @@ type Listener<K, V> = Arc<dyn Fn(K, V, RemovalCause) + Send + Sync>;
 /// A size-weighted cache whose evictions a [`EvictionPolicy`] decides. Share it with an
 /// `Arc`; every method takes `&self`.
 pub struct Cache<K, V> {
-    shards: Box<[Shard<K, V>]>,
+    pub(super) shards: Box<[Shard<K, V>]>,
     mask: u64,
     /// Seeded per cache (or fixed by the config): its hash of a key is also the key's
     /// fingerprint in the policy's events.
     hasher: SeedableRandomState,
-    core: Mutex<PolicyCore>,
+    pub(super) core: Mutex<PolicyCore>,
     /// Bit i set: shard i's hit buffer may hold hits.
     dirty: AtomicU64,
-    expirations: AtomicU64,
+    pub(super) expirations: AtomicU64,
     clock: Clock,
     default_ttl: Option<Duration>,
     listener: Option<Listener<K, V>>,
@@ -529,83 +528,5 @@ where
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> CacheStats {
-        let (mut hits, mut misses, mut dropped) = (0, 0, 0);
-        for s in self.shards.iter() {
-            hits += s.hits.hits();
-            misses += s.miss_count.load(Ordering::Relaxed);
-            dropped += s.hits.dropped();
-        }
-        let core = self.core.lock();
-        let c = core.counters;
-        CacheStats {
-            policy: core.policy_name().to_string(),
-            capacity_bytes: core.capacity(),
-            entries: core.live,
-            bytes: core.bytes,
-            hits,
-            misses,
-            hit_ratio: if hits + misses == 0 {
-                0.0
-            } else {
-                hits as f64 / (hits + misses) as f64
-            },
-            evictions: c.evictions,
-            rejections: c.rejections,
-            expirations: self.expirations.load(Ordering::Relaxed),
-            fallback_fills: c.fallback_fills,
-            ignored_victims: c.ignored_victims,
-            dropped_hits: dropped + c.dropped_hits,
-            replays: c.replays,
-            observe_calls: c.observe_calls,
-            policy_ns: c.policy_ns,
-            removals: super::core::RemovalCounts {
-                size: c.evictions - c.trimmed + c.rejections,
-                expired: self.expirations.load(Ordering::Relaxed),
-                trimmed: c.trimmed,
-                removed: c.removed,
-                replaced: c.replaced,
-            },
-        }
-    }
-
-    /// Checks storage against the policy-side accounting (tests, debugging): every entry's
-    /// id is live with its hash, and entry count and bytes agree.
-    pub fn check_consistency(&self) -> Result<(), InvariantViolation> {
-        let core = self.core.lock();
-        let mut n = 0u64;
-        let mut bytes = 0u64;
-        for s in self.shards.iter() {
-            for e in s.map.read().iter() {
-                let slot = core.slot(e.id).ok_or_else(|| {
-                    InvariantViolation(format!("entry with id {} has no live slot", e.id))
-                })?;
-                if slot.hash != e.hash || slot.generation != e.generation {
-                    return Err(InvariantViolation(format!(
-                        "slot {} does not match its entry",
-                        e.id
-                    )));
-                }
-                n += 1;
-                bytes += slot.size;
-            }
-        }
-        if n != core.live || bytes != core.bytes {
-            return Err(InvariantViolation(format!(
-                "storage holds {n} entries / {bytes} bytes, accounting says {} / {}",
-                core.live, core.bytes
-            )));
-        }
-        if core.bytes > core.capacity() {
-            return Err(InvariantViolation(format!(
-                "{} bytes over capacity {}",
-                core.bytes,
-                core.capacity()
-            )));
-        }
-        Ok(())
     }
 }

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `core.rs` | dense ids, the packed batch, victim validation, fallback, replay |
 //! | `cache.rs` | `Cache<K, V>`: sharded storage, lossy hit buffers, TTL |
+//! | `cache_inspect.rs` | a cache's counters and its consistency check |
 //! | `cache_config.rs`, `hitbuf.rs`, `ids.rs` | config and stats types, the lock-free hit ring, the free-id bitmap |
 //! | `registry.rs` | named caches (accounting and typed), trim, stats, snapshot bytes |
 //! | `pressure.rs` | levels with hysteresis, `ActionSink`, running the pressure policy |
@@ -21,6 +22,7 @@
 
 mod cache;
 mod cache_config;
+mod cache_inspect;
 mod core;
 mod hitbuf;
 mod ids;

@@ -11,6 +11,16 @@ use crate::resources::shared::{Grant, GrantOutcome, RemoteChange};
 /// Snapshots a grant may take before it commits without the version check.
 pub(super) const MAX_ATTEMPTS: u32 = 4;
 
+/// The refusal of a request that would take the kind's global use past `limit`.
+fn over_limit(req: &AllocationRequest, used: u64, limit: u64) -> ResourceError {
+    ResourceError::LimitExceeded {
+        kind: req.kind,
+        used,
+        requested: req.amount,
+        limit,
+    }
+}
+
 impl ResourceManager {
     /// The shared ledger, when `[state] ledger` names one.
     pub fn shared_ledger(&self) -> Option<&Arc<dyn SharedLedger>> {
@@ -61,14 +71,7 @@ impl ResourceManager {
                     );
                     return Ok(allocation);
                 }
-                GrantOutcome::Limit { used } => {
-                    return Err(ResourceError::LimitExceeded {
-                        kind: req.kind,
-                        used,
-                        requested: req.amount,
-                        limit: global_limit,
-                    });
-                }
+                GrantOutcome::Limit { used } => return Err(over_limit(req, used, global_limit)),
                 GrantOutcome::Quota { .. } | GrantOutcome::Conflict => {}
             }
         }
@@ -77,12 +80,7 @@ impl ResourceManager {
             attempt += 1;
             let snap = shared.snapshot(req, default_quota, elsewhere)?;
             if snap.global_used.saturating_add(req.amount) > global_limit {
-                return Err(ResourceError::LimitExceeded {
-                    kind: req.kind,
-                    used: snap.global_used,
-                    requested: req.amount,
-                    limit: global_limit,
-                });
+                return Err(over_limit(req, snap.global_used, global_limit));
             }
             let used = snap.tenant.used.saturating_add(elsewhere);
             let state = TenantState {
@@ -136,14 +134,7 @@ impl ResourceManager {
                         limit,
                     });
                 }
-                GrantOutcome::Limit { used } => {
-                    return Err(ResourceError::LimitExceeded {
-                        kind: req.kind,
-                        used,
-                        requested: req.amount,
-                        limit: global_limit,
-                    });
-                }
+                GrantOutcome::Limit { used } => return Err(over_limit(req, used, global_limit)),
             }
         };
         self.after_grant(
