@@ -208,3 +208,163 @@ fn sim_prints_a_table_and_json_with_belady_as_the_bound() {
     assert_eq!(code, 2);
     assert!(err.contains("line 2"), "{err}");
 }
+
+/// A sweep (`--cache-size 1%,5%,10%`, several policies, both cores) gives, job for job, what
+/// single runs give; the Wasm LRU (victim runs) misses exactly as often as the native one,
+/// and the table names the speed ratio of each Wasm policy to its builtin twin.
+#[test]
+fn sim_sweeps_sizes_and_policies_in_parallel_with_exact_wasm_misses() {
+    let spec = "zipf:alpha=0.9,objects=5000,requests=60000,seed=11";
+    let lru = crate::policies::built("lru");
+    let fifo = crate::policies::built("fifo");
+    let sweep = |jobs: &str| {
+        let (code, out, err) = run_cli(
+            &[
+                "sim",
+                "--synthetic",
+                spec,
+                "--cache-size",
+                "1%,5%,10%",
+                "--builtin",
+                "lru,fifo",
+                "--policy",
+                lru.to_str().unwrap(),
+                "--policy",
+                fifo.to_str().unwrap(),
+                "--belady",
+                "--jobs",
+                jobs,
+                "--json",
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Vec<Value>>(&out).unwrap()
+    };
+    let v = sweep("2");
+    // 3 sizes x (2 builtins + 2 Wasm + Belady), in job order.
+    assert_eq!(v.len(), 15, "{v:?}");
+    let footprint = 5000u64; // at most 5000 distinct objects
+    let sizes: Vec<u64> = v
+        .iter()
+        .map(|r| r["cache_size"].as_u64().unwrap())
+        .collect();
+    assert!(sizes[..5].iter().all(|&s| s == sizes[0]));
+    let distinct: std::collections::BTreeSet<u64> = sizes.iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "{sizes:?}");
+    assert!(sizes[10] > sizes[5] && sizes[5] > sizes[0] && sizes[10] <= footprint / 10);
+    let misses = |r: &Value| r["misses"].as_u64().unwrap();
+    for chunk in v.chunks(5) {
+        let names: Vec<&str> = chunk
+            .iter()
+            .map(|r| r["policy"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "builtin:lru",
+                "builtin:fifo",
+                "lru.wasm",
+                "fifo.wasm",
+                "belady"
+            ]
+        );
+        assert_eq!(
+            misses(&chunk[2]),
+            misses(&chunk[0]),
+            "Wasm LRU vs native: {chunk:?}"
+        );
+        assert_eq!(
+            misses(&chunk[3]),
+            misses(&chunk[1]),
+            "Wasm FIFO vs native: {chunk:?}"
+        );
+        assert!(
+            misses(&chunk[4]) <= misses(&chunk[0]),
+            "Belady is the bound: {chunk:?}"
+        );
+    }
+    // The thread count changes nothing but the time.
+    let one = sweep("1");
+    for (a, b) in v.iter().zip(&one) {
+        assert_eq!(
+            (&a["policy"], a["cache_size"].as_u64(), misses(a)),
+            (&b["policy"], b["cache_size"].as_u64(), misses(b))
+        );
+    }
+    // A single size as bytes gives the same as that size as a percentage.
+    let (code, out, err) = run_cli(
+        &[
+            "sim",
+            "--synthetic",
+            spec,
+            "--cache-size",
+            &sizes[5].to_string(),
+            "--builtin",
+            "lru",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let single: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(misses(&single[0]), misses(&v[5]));
+
+    // The table says how fast each Wasm policy runs next to its twin.
+    let (code, out, err) = run_cli(
+        &[
+            "sim",
+            "--synthetic",
+            spec,
+            "--cache-size",
+            "5%",
+            "--builtin",
+            "lru",
+            "--policy",
+            lru.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("CACHE SIZE"), "{out}");
+    assert!(
+        out.contains("lru.wasm at size")
+            && out.contains("the speed of builtin:lru")
+            && out.contains("misses equal"),
+        "{out}"
+    );
+
+    // Bad sizes are named.
+    for bad in ["0%", "101%", "abc", "0", "5%,x"] {
+        let (code, _, err) = run_cli(
+            &[
+                "sim",
+                "--synthetic",
+                spec,
+                "--cache-size",
+                bad,
+                "--builtin",
+                "lru",
+            ],
+            &[],
+        );
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("--cache-size"), "{bad}: {err}");
+    }
+    let (code, _, err) = run_cli(
+        &[
+            "sim",
+            "--synthetic",
+            spec,
+            "--cache-size",
+            "5%",
+            "--builtin",
+            "lru",
+            "--jobs",
+            "0",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--jobs"), "{err}");
+}

@@ -88,6 +88,11 @@ impl EvictionPolicy for NativeFifo {
         }
         out
     }
+
+    /// Stable: entries leave in insertion order, and accesses move nothing.
+    fn next_victims(&mut self, events: &[u64], max_count: u32) -> Option<Vec<u64>> {
+        Some(self.observe(events, u64::MAX, max_count))
+    }
 }
 
 #[cfg(test)]

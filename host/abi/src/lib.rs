@@ -65,4 +65,17 @@ pub trait EvictionPolicy: Send {
     fn needs_replay(&self) -> bool {
         false
     }
+    /// Victim runs (the WIT `eviction-run` interface, for policies whose order is stable):
+    /// applies `events` like [`EvictionPolicy::observe`], then answers up to `max_count`
+    /// next victims in order without treating them as evicted. The cache evicts from the
+    /// run's front without calling again until an event touches an entry of the run.
+    ///
+    /// `None` means "no runs here (now)", and then `events` were NOT applied: the caller
+    /// delivers them through `observe`. A policy that answers `Some` promises that the run
+    /// stays its true next victims while only inserts, accesses and removes of other
+    /// entries, and evictions from the run's front, happen (see `wit/policy.wit`).
+    fn next_victims(&mut self, events: &[u64], max_count: u32) -> Option<Vec<u64>> {
+        let _ = (events, max_count);
+        None
+    }
 }

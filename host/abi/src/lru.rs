@@ -198,6 +198,13 @@ impl EvictionPolicy for NativeLru {
         }
         self.victims(bytes_to_free, max_count, |_| false)
     }
+
+    /// Stable: inserts go to the head, an access moves only its own entry, and victims are
+    /// read off the tail without moving anything.
+    fn next_victims(&mut self, events: &[u64], max_count: u32) -> Option<Vec<u64>> {
+        self.apply(events);
+        Some(self.victims(u64::MAX, max_count, |_| false))
+    }
 }
 
 #[cfg(test)]

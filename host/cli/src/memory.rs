@@ -4,8 +4,7 @@
 use super::report::{human_bytes, table};
 use super::{Client, ClientArgs, EXIT_USAGE};
 use clap::Args;
-use rmhost_core::memory::{SimResult, Trace, TraceFormat, run_sim};
-use rmhost_core::policy::EvictionPolicy;
+use rmhost_core::memory::{CacheSize, PolicyFactory, SimResult, Trace, TraceFormat, run_sweep};
 use rmhost_server::wire::{GcReport, LeakList, MemorySnapshot};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -29,9 +28,15 @@ pub struct SimArgs {
     /// A synthetic trace, e.g. zipf:alpha=1.0,objects=100000,requests=1000000,seed=42.
     #[arg(long)]
     pub synthetic: Option<String>,
-    /// Cache size in bytes (objects, for plain traces where every size is 1).
+    /// Cache sizes, comma-separated: bytes (objects, for plain traces where every size is
+    /// 1) or percentages of the trace's footprint, e.g. `1%,5%,10%`. Several sizes make a
+    /// sweep: every policy at every size.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub cache_size: Vec<CacheSize>,
+    /// Replays to run at once (default: the machine's cores). Each (size, policy) pair is
+    /// one replay with its own policy instance, so the results do not depend on it.
     #[arg(long)]
-    pub cache_size: u64,
+    pub jobs: Option<usize>,
     /// A Wasm eviction policy to replay (repeatable).
     #[arg(long = "policy", value_name = "FILE")]
     pub policies: Vec<PathBuf>,
@@ -46,8 +51,9 @@ pub struct SimArgs {
     pub json: bool,
 }
 
-/// Loads Wasm eviction policies for `sim`; the binary supplies the runtime-backed loader.
-pub type WasmLoader<'a> = &'a dyn Fn(&std::path::Path) -> anyhow::Result<Box<dyn EvictionPolicy>>;
+/// Loads a Wasm eviction policy for `sim` and answers a factory of instances of it (one
+/// per replay); the binary supplies the runtime-backed loader.
+pub type WasmLoader<'a> = &'a dyn Fn(&std::path::Path) -> anyhow::Result<PolicyFactory>;
 
 /// `rmhost sim`.
 pub fn run_sim_cmd(args: &SimArgs, load_wasm: WasmLoader<'_>) -> anyhow::Result<i32> {
@@ -69,14 +75,30 @@ pub fn run_sim_cmd(args: &SimArgs, load_wasm: WasmLoader<'_>) -> anyhow::Result<
             return Ok(EXIT_USAGE);
         }
     };
-    if args.cache_size == 0 {
-        eprintln!("rmhost: --cache-size must be at least 1");
+    let footprint = trace.footprint();
+    let mut sizes: Vec<u64> = Vec::new();
+    for s in &args.cache_size {
+        let b = s.resolve(footprint);
+        if !sizes.contains(&b) {
+            sizes.push(b);
+        }
+    }
+    if args.jobs == Some(0) {
+        eprintln!("rmhost: --jobs must be at least 1");
         return Ok(EXIT_USAGE);
     }
-    let mut policies: Vec<(String, Box<dyn EvictionPolicy>)> = Vec::new();
+    let mut policies: Vec<(String, PolicyFactory)> = Vec::new();
     for name in &args.builtin {
         match rmhost_core::policy::builtin_eviction(name) {
-            Some(p) => policies.push((format!("builtin:{name}"), p)),
+            Some(_) => {
+                let n = name.clone();
+                let make: PolicyFactory = Box::new(move || {
+                    // Checked above: the name is known.
+                    rmhost_core::policy::builtin_eviction(&n)
+                        .unwrap_or_else(|| Box::new(rmhost_core::policy::NativeLru::new()))
+                });
+                policies.push((format!("builtin:{name}"), make));
+            }
             None => {
                 eprintln!(
                     "rmhost: --builtin: unknown policy {name:?} (known: {})",
@@ -106,22 +128,61 @@ pub fn run_sim_cmd(args: &SimArgs, load_wasm: WasmLoader<'_>) -> anyhow::Result<
         return Ok(EXIT_USAGE);
     }
     let spinner = sim_spinner(&policies, args.belady);
-    let results = run_sim(&trace, args.cache_size, policies, args.belady);
+    let threads = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let results = run_sweep(&trace, &sizes, &policies, args.belady, threads);
     spinner.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print!("{}", sim_table(&results));
+        for line in twin_ratios(&results) {
+            println!("{line}");
+        }
     }
     Ok(0)
 }
 
+/// For each Wasm policy with a builtin twin of the same name replayed at the same size
+/// (`lru.wasm` and `builtin:lru`): the twin's time per request over the Wasm one's (1.0x:
+/// as fast as native) and whether their misses agree.
+pub fn twin_ratios(results: &[SimResult]) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in results.iter().filter(|r| r.policy.ends_with(".wasm")) {
+        let stem = w.policy.trim_end_matches(".wasm");
+        let Some(n) = results
+            .iter()
+            .find(|r| r.cache_size == w.cache_size && r.policy == format!("builtin:{stem}"))
+        else {
+            continue;
+        };
+        let speed = if w.ns_per_request > 0.0 {
+            n.ns_per_request / w.ns_per_request
+        } else {
+            0.0
+        };
+        out.push(format!(
+            "{} at size {}: {:.2}x the speed of {} ({:.1} vs {:.1} ns/request); misses {}",
+            w.policy,
+            w.cache_size,
+            speed,
+            n.policy,
+            w.ns_per_request,
+            n.ns_per_request,
+            if w.misses == n.misses {
+                format!("equal ({})", w.misses)
+            } else {
+                format!("DIFFER ({} vs {})", w.misses, n.misses)
+            }
+        ));
+    }
+    out
+}
+
 /// A spinner on stderr while the replay runs (indicatif ticks it from its own thread);
 /// hidden when stderr is not a terminal, so pipes and scripts see only the results.
-fn sim_spinner(
-    policies: &[(String, Box<dyn EvictionPolicy>)],
-    belady: bool,
-) -> indicatif::ProgressBar {
+fn sim_spinner(policies: &[(String, PolicyFactory)], belady: bool) -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
@@ -167,7 +228,7 @@ pub fn sim_with_runtime(args: &SimArgs) -> anyhow::Result<i32> {
             }
         }
     };
-    let load = |path: &std::path::Path| -> anyhow::Result<Box<dyn EvictionPolicy>> {
+    let load = |path: &std::path::Path| -> anyhow::Result<PolicyFactory> {
         let runtime = runtime
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no policy runtime"))?;
@@ -178,7 +239,8 @@ pub fn sim_with_runtime(args: &SimArgs) -> anyhow::Result<i32> {
         {
             anyhow::bail!("does not export the eviction interface");
         }
-        Ok(runtime.eviction_policy("sim", Some(&info.name)))
+        let (rt, name) = (runtime.clone(), info.name);
+        Ok(Box::new(move || rt.eviction_policy("sim", Some(&name))))
     };
     run_sim_cmd(args, &load)
 }
@@ -187,6 +249,7 @@ pub fn sim_with_runtime(args: &SimArgs) -> anyhow::Result<i32> {
 pub fn sim_table(results: &[SimResult]) -> String {
     let mut rows = vec![vec![
         "POLICY".to_string(),
+        "CACHE SIZE".into(),
         "REQUESTS".into(),
         "MISSES".into(),
         "MISS RATIO".into(),
@@ -196,6 +259,7 @@ pub fn sim_table(results: &[SimResult]) -> String {
     for r in results {
         rows.push(vec![
             r.policy.clone(),
+            r.cache_size.to_string(),
             r.requests.to_string(),
             r.misses.to_string(),
             format!("{:.4}", r.miss_ratio),

@@ -243,14 +243,22 @@ impl WasmEviction {
         }
     }
 
-    /// Switches to what should serve now; true when it switched after events were fed.
-    fn follow(&mut self) -> bool {
+    /// What should serve now: a version of the followed slot, or `None` for the native LRU.
+    fn wanted(&mut self) -> Option<(u64, Arc<PolicyVersion>)> {
         let slot = self.current_slot();
-        let want = slot
-            .as_ref()
+        slot.as_ref()
             .and_then(|s| s.serving(Some(&self.tenant)))
-            .filter(|(_, v)| v.has(PolicyKind::Eviction));
-        let same = match (&self.active, &want) {
+            .filter(|(_, v)| v.has(PolicyKind::Eviction))
+    }
+
+    /// Whether what serves is not what should (`follow` would switch).
+    fn switch_pending(&mut self) -> bool {
+        let want = self.wanted();
+        !self.is_active(&want)
+    }
+
+    fn is_active(&self, want: &Option<(u64, Arc<PolicyVersion>)>) -> bool {
+        match (&self.active, want) {
             (
                 Active::Wasm {
                     generation,
@@ -262,7 +270,13 @@ impl WasmEviction {
             // A native LRU keeps its state whatever the reason it serves.
             (Active::Native(_), None) => true,
             _ => false,
-        };
+        }
+    }
+
+    /// Switches to what should serve now; true when it switched after events were fed.
+    fn follow(&mut self) -> bool {
+        let want = self.wanted();
+        let same = self.is_active(&want);
         if same {
             return false;
         }
@@ -299,8 +313,9 @@ impl WasmEviction {
         self.fed = false;
     }
 
-    /// One call on the Wasm instance (built first if there is none).
-    fn call_wasm(&mut self, events: &[u64], bytes: u64, max_count: u32) -> Result<Vec<u64>, Fault> {
+    /// One call on the Wasm instance (built first if there is none): `observe`, or
+    /// `next-victims` when `ask` is a run.
+    fn call_wasm(&mut self, events: &[u64], ask: Ask) -> Result<Vec<u64>, Fault> {
         let Active::Wasm { version, inst, .. } = &mut self.active else {
             return Ok(Vec::new());
         };
@@ -316,7 +331,10 @@ impl WasmEviction {
         let Some(i) = inst.as_mut() else {
             return Ok(Vec::new());
         };
-        let res = version.observe(i, events, bytes, max_count);
+        let res = match ask {
+            Ask::Victims { bytes, max_count } => version.observe(i, events, bytes, max_count),
+            Ask::Run { max_count } => version.next_victims(i, events, max_count),
+        };
         let mem = i.memory_bytes();
         if let Some(slot) = self.slot_for_stats() {
             slot.stats.record(t.elapsed(), Some(mem));
@@ -365,7 +383,11 @@ impl EvictionPolicy for WasmEviction {
             1
         };
         for _ in 0..attempts {
-            match self.call_wasm(events, bytes_to_free, max_count) {
+            let ask = Ask::Victims {
+                bytes: bytes_to_free,
+                max_count,
+            };
+            match self.call_wasm(events, ask) {
                 Ok(ids) => {
                     self.fed = true;
                     return ids;
@@ -393,4 +415,45 @@ impl EvictionPolicy for WasmEviction {
     fn needs_replay(&self) -> bool {
         self.replay != Replay::Synced
     }
+
+    /// Runs when what serves offers them: the native LRU, or a Wasm version exporting
+    /// `eviction-run`. Anything that `observe` would handle specially (a pending switch, a
+    /// replay under way) answers `None` before touching the batch, so `observe` gets it.
+    fn next_victims(&mut self, events: &[u64], max_count: u32) -> Option<Vec<u64>> {
+        if self.replay != Replay::Synced || self.switch_pending() {
+            return None;
+        }
+        match &mut self.active {
+            Active::Native(lru) => {
+                self.fed = true;
+                lru.next_victims(events, max_count)
+            }
+            Active::Wasm { version, .. } if version.has_runs() => {
+                match self.call_wasm(events, Ask::Run { max_count }) {
+                    Ok(ids) => {
+                        self.fed = true;
+                        Some(ids)
+                    }
+                    Err(f) => {
+                        // As for an ordinary batch: the rebuilt instance lacks this batch
+                        // and everything before it, so the cache replays at once.
+                        self.fault(f);
+                        self.follow();
+                        self.replay = Replay::Asked;
+                        Some(Vec::new())
+                    }
+                }
+            }
+            Active::Wasm { .. } => None,
+        }
+    }
+}
+
+/// What a Wasm eviction call asks for.
+#[derive(Debug, Clone, Copy)]
+enum Ask {
+    /// `observe`: victims freeing `bytes`.
+    Victims { bytes: u64, max_count: u32 },
+    /// `next-victims`: a victim run.
+    Run { max_count: u32 },
 }

@@ -35,6 +35,17 @@ pub(crate) mod eviction {
     });
 }
 
+/// `eviction-run-policy`: `eviction` plus the optional victim runs (`eviction-run`).
+pub(crate) mod eviction_run {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "eviction-run-policy",
+        with: {
+            "rmhost:policy/host": super::quota::rmhost::policy::host,
+        },
+    });
+}
+
 /// `eviction-policy` of `rmhost:policy@0.1.0` (`wit/v0.1`): the host still serves 0.1
 /// eviction guests, dropping the fingerprint word of each event for them (`version.rs`).
 /// Its `host` import is a distinct interface (`rmhost:policy/host@0.1.0`) with the same

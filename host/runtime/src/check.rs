@@ -190,6 +190,7 @@ pub(crate) fn eviction_conformance(
         return fail(rep, &mut times, format!("configure failed: {f}"));
     }
     let mut native = NativeLru::new();
+    let runs = v.has_runs();
     let mut rng = seed;
     let mut sizes: Vec<Option<u64>> = Vec::new(); // by id; None = free
     let mut free: BTreeSet<u64> = BTreeSet::new();
@@ -270,14 +271,56 @@ pub(crate) fn eviction_conformance(
             } else {
                 live.len() as u32
             };
+            // A policy with victim runs gets every other request as a run, consumed as the
+            // host does (from the front until `bytes` are freed), so both paths are checked.
+            let as_run = runs && rep.victim_requests % 2 == 0;
             let t = Instant::now();
-            let got = v.observe(&mut inst, &batch, bytes, max);
+            let got = if as_run {
+                v.next_victims(&mut inst, &batch, max)
+            } else {
+                v.observe(&mut inst, &batch, bytes, max)
+            };
             times.push(t.elapsed());
-            let got = match got {
+            let mut got = match got {
                 Ok(g) => g,
                 Err(f) => return fail(rep, &mut times, format!("op {op}: {f}")),
             };
-            let want = native.observe(&batch, bytes, max);
+            let want = if as_run {
+                let want_run = native.next_victims(&batch, max).unwrap_or_default();
+                if got.len() != (max as usize).min(live.len()) {
+                    return fail(
+                        rep,
+                        &mut times,
+                        format!(
+                            "op {op}: next-victims answered {} ids for at most {max} with {} live",
+                            got.len(),
+                            live.len()
+                        ),
+                    );
+                }
+                if compare_lru && got != want_run {
+                    return fail(
+                        rep,
+                        &mut times,
+                        format!(
+                            "op {op}: victim run {got:?} differs from the native LRU's {want_run:?}"
+                        ),
+                    );
+                }
+                let mut freed = 0u64;
+                let take = got
+                    .iter()
+                    .take_while(|id| {
+                        let before = freed;
+                        freed += sizes.get(**id as usize).copied().flatten().unwrap_or(0);
+                        before < bytes
+                    })
+                    .count();
+                got.truncate(take);
+                want_run.into_iter().take(take).collect()
+            } else {
+                native.observe(&batch, bytes, max)
+            };
             batch.clear();
             if let Some(bad) = got
                 .iter()

@@ -16,11 +16,15 @@ use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::MemoryCapExceeded;
-use super::bindings::{InstanceEnv, StoreState, eviction, eviction_v01, pressure, priority, quota};
+use super::bindings::{
+    InstanceEnv, StoreState, eviction, eviction_run, eviction_v01, pressure, priority, quota,
+};
 use super::contract::{CONTRACT, CONTRACT_V01, check_versions, export_name};
 use super::convert;
 use super::engine::{self, Origin};
 use super::samples;
+
+mod smoke;
 use rmhost_core::policy::{
     CacheStat, FaultKind, Holder, PolicyKind, PoolStat, PressureAction, PressureLevel,
     QuotaDecision, QuotaRequest, SystemUsage, TenantState, Waiter,
@@ -89,6 +93,8 @@ impl<B> Inst<B> {
 pub(crate) enum EvictionBindings {
     /// `rmhost:policy@0.2.0`: events as the host packs them.
     V02(eviction::EvictionPolicy),
+    /// `rmhost:policy@0.2.0` with victim runs (`eviction-run`).
+    V02Run(eviction_run::EvictionRunPolicy),
     /// `rmhost:policy@0.1.0`: each event without its fingerprint word.
     V01(eviction_v01::EvictionPolicy),
 }
@@ -96,6 +102,7 @@ pub(crate) enum EvictionBindings {
 /// The eviction `Pre` of either contract version.
 enum EvictionPre {
     V02(eviction::EvictionPolicyPre<StoreState>),
+    V02Run(eviction_run::EvictionRunPolicyPre<StoreState>),
     V01(eviction_v01::EvictionPolicyPre<StoreState>),
 }
 
@@ -232,6 +239,15 @@ impl PolicyVersion {
                     .map_err(|e| {
                         format!("exports `{v01}` with types that do not match it: {e:#}")
                     })?
+            } else if exports.contains(&format!("rmhost:policy/eviction-run@{CONTRACT}")) {
+                eviction_run::EvictionRunPolicyPre::new(pre.clone())
+                    .map(EvictionPre::V02Run)
+                    .map_err(|e| {
+                        format!(
+                            "exports `rmhost:policy/eviction-run@{CONTRACT}` with types that do \
+                             not match the contract: {e:#}"
+                        )
+                    })?
             } else {
                 eviction::EvictionPolicyPre::new(pre.clone())
                     .map(EvictionPre::V02)
@@ -309,6 +325,7 @@ impl PolicyVersion {
         let mut store = self.store();
         let bindings = match pre {
             EvictionPre::V02(p) => p.instantiate(&mut store).map(EvictionBindings::V02),
+            EvictionPre::V02Run(p) => p.instantiate(&mut store).map(EvictionBindings::V02Run),
             EvictionPre::V01(p) => p.instantiate(&mut store).map(EvictionBindings::V01),
         }
         .map_err(|e| instantiate_fault(self, e))?;
@@ -318,6 +335,7 @@ impl PolicyVersion {
     pub(crate) fn configure(&self, inst: &mut EvictionInst, cap: u64, n: u32) -> Result<(), Fault> {
         self.guarded(inst, |b, s| match b {
             EvictionBindings::V02(b) => b.rmhost_policy_eviction().call_configure(s, cap, n),
+            EvictionBindings::V02Run(b) => b.rmhost_policy_eviction().call_configure(s, cap, n),
             EvictionBindings::V01(b) => b.rmhost_policy_eviction().call_configure(s, cap, n),
         })
     }
@@ -334,6 +352,9 @@ impl PolicyVersion {
             EvictionBindings::V02(b) => b
                 .rmhost_policy_eviction()
                 .call_observe(s, events, bytes, max_count),
+            EvictionBindings::V02Run(b) => b
+                .rmhost_policy_eviction()
+                .call_observe(s, events, bytes, max_count),
             EvictionBindings::V01(b) => {
                 // A 0.1 guest reads three words per event: drop the fingerprints.
                 let mut v01 = Vec::new();
@@ -345,6 +366,36 @@ impl PolicyVersion {
         if ids.len() > max_count as usize {
             return Err(Fault::Malformed(format!(
                 "{} victims where at most {max_count} were allowed",
+                ids.len()
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// Whether this version offers victim runs (exports `eviction-run`).
+    pub(crate) fn has_runs(&self) -> bool {
+        matches!(self.eviction, Some(EvictionPre::V02Run(_)))
+    }
+
+    /// One `next-victims` (victim runs); a malformed answer (more than `max_count` ids) is a
+    /// fault. Only for versions that [`PolicyVersion::has_runs`].
+    pub(crate) fn next_victims(
+        &self,
+        inst: &mut EvictionInst,
+        events: &[u64],
+        max_count: u32,
+    ) -> Result<Vec<u64>, Fault> {
+        let ids = self.guarded(inst, |b, s| match b {
+            EvictionBindings::V02Run(b) => b
+                .rmhost_policy_eviction_run()
+                .call_next_victims(s, events, max_count),
+            _ => Err(wasmtime::Error::msg(
+                "next-victims called on an instance without eviction-run",
+            )),
+        })?;
+        if ids.len() > max_count as usize {
+            return Err(Fault::Malformed(format!(
+                "{} next victims where at most {max_count} were allowed",
                 ids.len()
             )));
         }
@@ -455,65 +506,6 @@ impl PolicyVersion {
     ) -> Result<R, Fault> {
         inst.store.set_epoch_deadline(self.call_ticks.load(Relaxed));
         call(&inst.bindings, &mut inst.store).map_err(|e| fault(self, e))
-    }
-
-    /// Calls each exported kind once on a fresh instance with a small, valid input, so a
-    /// component that traps or answers nonsense never gets swapped in. Returns the time
-    /// of the first instantiation.
-    pub(crate) fn smoke(&self) -> Result<Duration, String> {
-        let mut inst_time = None;
-        let mut timed = |t: Instant| {
-            inst_time.get_or_insert(t.elapsed());
-        };
-        let fail = |k: PolicyKind, f: Fault| format!("smoke call to {k} failed: {f}");
-        if self.eviction.is_some() {
-            let t = Instant::now();
-            let mut inst = self
-                .new_eviction()
-                .map_err(|f| fail(PolicyKind::Eviction, f))?;
-            timed(t);
-            self.configure(&mut inst, 1 << 20, 16)
-                .map_err(|f| fail(PolicyKind::Eviction, f))?;
-            let mut events = Vec::new();
-            for id in 0..4 {
-                events.extend_from_slice(&[id, 100, 0, 0x5eed ^ id]);
-            }
-            events.extend_from_slice(&[0, 100, 1 << 8, 0x5eed]); // a hit on id 0
-            let ids = self
-                .observe(&mut inst, &events, 150, 4)
-                .map_err(|f| fail(PolicyKind::Eviction, f))?;
-            if let Some(bad) = ids.iter().find(|id| **id >= 4) {
-                return Err(format!(
-                    "smoke call to eviction failed: victim {bad} is not a live id (live: 0-3)"
-                ));
-            }
-        }
-        let usage = SystemUsage::default();
-        if self.quota.is_some() {
-            let t = Instant::now();
-            let (req, ts) = samples::quota(1);
-            self.decide(&req, &ts, &usage, &[])
-                .map_err(|f| fail(PolicyKind::Quota, f))?;
-            timed(t);
-        }
-        if self.priority.is_some() {
-            let t = Instant::now();
-            self.rank(&samples::waiter(1))
-                .map_err(|f| fail(PolicyKind::Priority, f))?;
-            timed(t);
-        }
-        if self.pressure.is_some() {
-            let t = Instant::now();
-            let (caches, pools) = samples::standing();
-            self.respond(PressureLevel::Warning, &usage, &caches, &pools)
-                .map_err(|f| fail(PolicyKind::Pressure, f))?;
-            timed(t);
-        }
-        // The shared instances the smoke calls made carry smoke state: start clean.
-        *self.quota_inst.lock() = None;
-        *self.priority_inst.lock() = None;
-        *self.pressure_inst.lock() = None;
-        Ok(inst_time.unwrap_or_default())
     }
 }
 

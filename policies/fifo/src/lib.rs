@@ -76,7 +76,11 @@ impl Eviction for Fifo {
     }
 }
 
-rmhost_policy::export_eviction!(Fifo);
+// Its order is stable (new entries go behind every victim; a hit only moves its own
+// entry), so it offers victim runs: one call serves many evictions (wit `eviction-run`).
+impl rmhost_policy::StableOrder for Fifo {}
+
+rmhost_policy::export_eviction_runs!(Fifo);
 
 #[cfg(test)]
 mod tests {

@@ -203,7 +203,11 @@ impl Eviction for Lru {
     }
 }
 
-rmhost_policy::export_eviction!(Lru);
+// Its order is stable (new entries go behind every victim; a hit only moves its own
+// entry), so it offers victim runs: one call serves many evictions (wit `eviction-run`).
+impl rmhost_policy::StableOrder for Lru {}
+
+rmhost_policy::export_eviction_runs!(Lru);
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,22 @@ pub mod eviction {
     });
 }
 
+/// World `eviction-run-only`: the victim-runs export alone (a policy with runs exports the
+/// `eviction` world too; wit-component merges the two into one component).
+pub mod eviction_run {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "eviction-run-only",
+        pub_export_macro: true,
+        export_macro_name: "export_eviction_run_world",
+        default_bindings_module: "::rmhost_policy::__private::eviction_run",
+        additional_derives: [PartialEq],
+        with: {
+            "rmhost:policy/host@0.2.0": super::eviction::rmhost::policy::host,
+        },
+    });
+}
+
 /// World `quota-policy`; also the home of the `types` bindings.
 pub mod quota {
     wit_bindgen::generate!({

@@ -86,6 +86,21 @@ pub trait Eviction: Default {
     fn victims(&mut self, bytes_to_free: u64, max_count: u32, out: &mut Vec<u64>);
 }
 
+/// Opt-in to victim runs (WIT `eviction-run`; export with [`export_eviction_runs!`]): the
+/// host asks for the next victims in advance and evicts them one at a time without calling
+/// the policy each time. Implement it only if your order is stable: the ids answered stay
+/// your next victims, in order, while the host inserts new entries and accesses or removes
+/// entries outside the run (an LRU or a FIFO; not CLOCK/SIEVE, S3-FIFO, W-TinyLFU or ARC).
+/// The host drops a run at the first event that touches one of its entries.
+pub trait StableOrder: Eviction {
+    /// Pushes up to `max_count` next victims onto `out`, best first, without forgetting
+    /// them (their remove events come later, and only for those the host evicts). The
+    /// default reads them off [`Eviction::victims`] with no byte target.
+    fn next_victims(&mut self, max_count: u32, out: &mut Vec<u64>) {
+        self.victims(u64::MAX, max_count, out);
+    }
+}
+
 /// A quota policy: whether to grant an allocation request.
 pub trait Quota: Default {
     /// Decides one request. `preemptible` is the tenant's lower-priority allocations of the
@@ -179,6 +194,23 @@ pub mod __private {
 
     /// The adapter of [`export_native_eviction!`](crate::export_native_eviction): the
     /// policy reads the packed events itself, as the host's native algorithms do.
+    impl<E: Export> eviction_run::exports::rmhost::policy::eviction_run::Guest for Adapter<E>
+    where
+        E::Policy: crate::StableOrder,
+    {
+        fn next_victims(events: Vec<u64>, max_count: u32) -> Vec<u64> {
+            let p = E::slot().get();
+            // Same decoding as `observe`, with no victims asked.
+            let _ = crate::events::observe(p, &events, 0, 0);
+            let mut out = Vec::new();
+            if max_count > 0 {
+                crate::StableOrder::next_victims(p, max_count, &mut out);
+            }
+            out.truncate(max_count as usize);
+            out
+        }
+    }
+
     pub struct NativeAdapter<E>(core::marker::PhantomData<E>);
 
     impl<E: Export> eviction::exports::rmhost::policy::eviction::Guest for NativeAdapter<E>
@@ -275,6 +307,39 @@ pub mod __private {
 macro_rules! export_eviction {
     ($policy:ty) => {
         $crate::__rmhost_export!($policy, eviction, export_eviction_world, Eviction);
+    };
+}
+
+/// Exports an [`Eviction`] + [`StableOrder`] policy as the `eviction` and `eviction-run`
+/// interfaces (world `eviction-run-policy`), sharing one policy instance. Use once, in a
+/// `cdylib` crate, instead of [`export_eviction!`].
+#[macro_export]
+macro_rules! export_eviction_runs {
+    ($policy:ty) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() = || {
+            fn implements<T: $crate::StableOrder + Default>() {}
+            implements::<$policy>();
+        };
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __RmhostExport;
+            impl $crate::__private::Export for __RmhostExport {
+                type Policy = $policy;
+                #[inline(always)]
+                fn slot() -> &'static $crate::__private::Slot<$policy> {
+                    static SLOT: $crate::__private::Slot<$policy> = $crate::__private::Slot::new();
+                    &SLOT
+                }
+            }
+            type __RmhostAdapter = $crate::__private::Adapter<__RmhostExport>;
+            $crate::__private::eviction::export_eviction_world!(
+                __RmhostAdapter with_types_in $crate::__private::eviction
+            );
+            $crate::__private::eviction_run::export_eviction_run_world!(
+                __RmhostAdapter with_types_in $crate::__private::eviction_run
+            );
+        };
     };
 }
 

@@ -86,8 +86,11 @@ pub struct CacheStats {
     pub dropped_hits: u64,
     /// Times the live entries were replayed to a rebuilt or new policy instance.
     pub replays: u64,
-    /// `observe` calls made.
+    /// Calls into the policy (`observe`, and `next-victims` for victim runs).
     pub observe_calls: u64,
+    /// Victims taken from a victim run, without a call of their own (also in `evictions`).
+    #[serde(default)]
+    pub run_victims: u64,
     /// Nanoseconds spent inside the policy's `observe`.
     pub policy_ns: u64,
     /// Entries that left, by cause (`/metrics` shows them per cache and cause).

@@ -37,6 +37,7 @@ impl<K, V> Cache<K, V> {
             dropped_hits: dropped + c.dropped_hits,
             replays: c.replays,
             observe_calls: c.observe_calls,
+            run_victims: c.run_victims,
             policy_ns: c.policy_ns,
             removals: super::core::RemovalCounts {
                 size: c.evictions - c.trimmed + c.rejections,

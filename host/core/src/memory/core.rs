@@ -9,6 +9,7 @@
 //! generation says so), so a policy never sees a hit for an id that is not live.
 
 use super::ids::FreeIds;
+use super::victim_run::{RUN_MAX, VictimRun};
 use crate::policy::{EVENT_WORDS, EventKind, EvictionPolicy, PackedEvent, encode_event};
 use std::time::Instant;
 
@@ -25,6 +26,8 @@ pub(crate) struct Slot {
     pub hash: u64,
     /// Logical time of the last insert/hit/update delivered, for the fallback and replay.
     pub last_access: u64,
+    /// In the current victim run (`victim_run.rs`): an event on it drops the run.
+    pub in_run: bool,
 }
 
 /// Why an entry left, as reported to eviction listeners and counters.
@@ -109,6 +112,8 @@ pub(crate) struct CoreCounters {
     pub observe_calls: u64,
     pub policy_ns: u64,
     pub dropped_hits: u64,
+    /// Victims taken from a victim run (no call of their own); also in `evictions`.
+    pub run_victims: u64,
     /// Victims of trims (also counted in `evictions`).
     pub trimmed: u64,
     /// Entries removed by the caller.
@@ -140,6 +145,8 @@ pub(crate) struct PolicyCore {
     pub counters: CoreCounters,
     /// Scratch for the ids of the current answer (dedup) without allocating per call.
     seen: Vec<u32>,
+    /// The policy's next victims, when it offers runs.
+    run: VictimRun,
 }
 
 impl std::fmt::Debug for PolicyCore {
@@ -167,6 +174,7 @@ impl PolicyCore {
             live: 0,
             counters: CoreCounters::default(),
             seen: Vec::new(),
+            run: VictimRun::default(),
         }
     }
 
@@ -233,6 +241,7 @@ impl PolicyCore {
     /// A live entry's size or priority changed (counts as an access).
     pub fn update(&mut self, id: u32, size: u64, priority: u8, now_ms: u64) {
         self.tick += 1;
+        self.touch_run(id);
         let s = &mut self.slots[id as usize];
         self.bytes = self.bytes.saturating_sub(s.size).saturating_add(size);
         s.size = size;
@@ -245,6 +254,7 @@ impl PolicyCore {
     pub fn hit(&mut self, id: u32, generation: u32, now_ms: u64) {
         match self.slots.get(id as usize) {
             Some(s) if s.live && s.generation == generation => {
+                self.touch_run(id);
                 self.tick += 1;
                 self.slots[id as usize].last_access = self.tick;
                 self.push(id, EventKind::Hit, now_ms);
@@ -262,6 +272,7 @@ impl PolicyCore {
     }
 
     fn free_slot(&mut self, id: u32) {
+        self.touch_run(id);
         let s = &mut self.slots[id as usize];
         debug_assert!(s.live);
         s.live = false;
@@ -302,6 +313,7 @@ impl PolicyCore {
     /// first, and ask again.
     fn replay(&mut self, bytes: u64, max_count: u32) -> Vec<u64> {
         self.counters.replays += 1;
+        self.run.clear(&mut self.slots);
         let mut ids: Vec<u32> = (0..self.slots.len() as u32)
             .filter(|&i| self.slots[i as usize].live)
             .collect();
@@ -329,15 +341,26 @@ impl PolicyCore {
         inserting: Option<u32>,
         cause: RemovalCause,
     ) -> Vec<Victim> {
+        let mut victims = Vec::new();
+        let from_run = self.evict_from_runs(need, now_ms, inserting, cause, &mut victims);
+        if from_run >= need {
+            return victims;
+        }
+        let need = need - from_run;
         let max_count = u32::try_from(self.live).unwrap_or(u32::MAX);
-        let mut answer = self.call(need, max_count);
+        // A run ask may have left the policy wanting a replay: that comes first.
+        let mut answer = if self.policy.needs_replay() {
+            self.replay(need, max_count)
+        } else {
+            self.call(need, max_count)
+        };
         if self.policy.needs_replay() {
             answer = self.replay(need, max_count);
             if self.policy.needs_replay() {
                 answer.clear(); // still broken: the fallback decides
             }
         }
-        let mut victims = Vec::with_capacity(answer.len());
+        victims.reserve(answer.len());
         let mut freed = 0u64;
         self.seen.clear();
         for &raw in answer.iter().take(max_count as usize) {
@@ -349,27 +372,96 @@ impl PolicyCore {
                 self.counters.ignored_victims += 1; // unknown, or named twice
                 continue;
             };
-            let cause = if Some(id) == inserting {
-                self.counters.rejections += 1;
-                RemovalCause::Rejected
-            } else {
-                self.counters.evictions += 1;
-                self.counters.trimmed += u64::from(cause == RemovalCause::Trimmed);
-                cause
-            };
             freed += s.size;
-            self.push(id, EventKind::Remove, now_ms);
-            self.free_slot(id);
-            victims.push(Victim {
-                id,
-                hash: s.hash,
-                cause,
-            });
+            self.take_victim(id, s.hash, inserting, cause, now_ms, &mut victims);
         }
         if freed < need {
             self.fallback(need - freed, now_ms, cause, &mut victims);
         }
         victims
+    }
+
+    /// An event on `id`: if it is in the victim run, the run is no longer the policy's.
+    #[inline]
+    fn touch_run(&mut self, id: u32) {
+        if self.slots[id as usize].in_run {
+            self.run.clear(&mut self.slots);
+        }
+    }
+
+    /// Takes victims from the run (asking the policy for a new one when it is used up)
+    /// until `need` bytes are freed. Returns the bytes freed; less than `need` when the
+    /// policy offers no runs, answered nothing usable, or wants a replay: the ordinary path
+    /// then frees the rest.
+    fn evict_from_runs(
+        &mut self,
+        need: u64,
+        now_ms: u64,
+        inserting: Option<u32>,
+        cause: RemovalCause,
+        victims: &mut Vec<Victim>,
+    ) -> u64 {
+        let mut freed = 0u64;
+        loop {
+            while freed < need {
+                let Some(id) = self.run.pop(&mut self.slots) else {
+                    break;
+                };
+                // Live: any event that freed a run entry dropped the run.
+                let s = self.slots[id as usize];
+                freed = freed.saturating_add(s.size);
+                self.counters.run_victims += 1;
+                self.take_victim(id, s.hash, inserting, cause, now_ms, victims);
+            }
+            if freed >= need || self.live == 0 {
+                return freed;
+            }
+            let max = RUN_MAX.min(u32::try_from(self.live).unwrap_or(u32::MAX));
+            let start = Instant::now();
+            let Some(answer) = self.policy.next_victims(&self.pending, max) else {
+                return freed; // no runs here: `pending` was not delivered
+            };
+            self.counters.policy_ns += start.elapsed().as_nanos() as u64;
+            self.counters.observe_calls += 1;
+            self.pending.clear();
+            if self.policy.needs_replay() {
+                return freed;
+            }
+            let mut added = 0usize;
+            for &raw in answer.iter().take(max as usize) {
+                match u32::try_from(raw) {
+                    Ok(id) if self.run.push(&mut self.slots, id) => added += 1,
+                    _ => self.counters.ignored_victims += 1, // unknown, freed or named twice
+                }
+            }
+            if added == 0 {
+                return freed;
+            }
+        }
+    }
+
+    /// Frees victim `id` (live) and records it: a rejection when it is the entry being
+    /// inserted, else an eviction for `cause`.
+    fn take_victim(
+        &mut self,
+        id: u32,
+        hash: u64,
+        inserting: Option<u32>,
+        cause: RemovalCause,
+        now_ms: u64,
+        victims: &mut Vec<Victim>,
+    ) {
+        let cause = if Some(id) == inserting {
+            self.counters.rejections += 1;
+            RemovalCause::Rejected
+        } else {
+            self.counters.evictions += 1;
+            self.counters.trimmed += u64::from(cause == RemovalCause::Trimmed);
+            cause
+        };
+        self.push(id, EventKind::Remove, now_ms);
+        self.free_slot(id);
+        victims.push(Victim { id, hash, cause });
     }
 
     /// The native LRU fallback: the least recently accessed live entries, by the logical
@@ -429,6 +521,7 @@ impl PolicyCore {
             u32::try_from(self.live).unwrap_or(u32::MAX),
         );
         self.policy = policy;
+        self.run.clear(&mut self.slots);
         self.pending.clear();
         for id in self.ids_oldest_first() {
             self.push(id, EventKind::Insert, 0);

@@ -11,6 +11,7 @@
 //! | file | owns |
 //! |---|---|
 //! | `core.rs` | dense ids, the packed batch, victim validation, fallback, replay |
+//! | `victim_run.rs` | victim runs: a stable-order policy's next victims, consumed without a call each |
 //! | `cache.rs` | `Cache<K, V>`: sharded storage, lossy hit buffers, TTL |
 //! | `cache_inspect.rs` | a cache's counters and its consistency check |
 //! | `cache_config.rs`, `hitbuf.rs`, `ids.rs` | config and stats types, the lock-free hit ring, the free-id bitmap |
@@ -32,6 +33,7 @@ pub mod purge;
 mod registry;
 pub mod sim;
 pub mod trace;
+mod victim_run;
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +41,8 @@ mod tests;
 mod tests_more;
 #[cfg(test)]
 mod tests_policies;
+#[cfg(test)]
+mod tests_runs;
 
 pub use cache::{Cache, CacheConfig, CacheStats};
 pub use core::{RemovalCause, RemovalCounts};
@@ -51,5 +55,5 @@ pub use purge::{GcReport, InstanceMemory, MemorySnapshot, gc, snapshot};
 pub use registry::{
     AccountingCache, CacheBytes, CacheError, CacheHandle, CacheInfo, CacheRegistry,
 };
-pub use sim::{SimResult, run_sim};
+pub use sim::{CacheSize, PolicyFactory, SimResult, run_sim, run_sweep};
 pub use trace::{Request, Trace, TraceError, TraceFormat};

@@ -5,14 +5,19 @@
 //! FIFO: every request is a lookup; a miss inserts the object; an object larger than the
 //! cache is never admitted (still a miss); cache size is in bytes (1 per object for plain
 //! traces, so objects); a hit does not change an object's size.
+//!
+//! A sweep ([`run_sweep`]) replays every (cache size, policy) pair as its own job, spread
+//! over threads: each job gets a fresh policy instance from its factory and its own cache,
+//! so jobs share nothing but the trace and results do not depend on the thread count.
 
 use super::cache::{Cache, CacheConfig};
 use super::trace::Trace;
 use crate::policy::EvictionPolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// One policy's result (the `--json` output is an array of these).
@@ -20,6 +25,9 @@ use std::time::Instant;
 pub struct SimResult {
     /// `builtin:NAME`, a Wasm file name, or `belady`.
     pub policy: String,
+    /// The cache size replayed, bytes (objects for plain traces).
+    #[serde(default)]
+    pub cache_size: u64,
     /// Requests replayed.
     pub requests: u64,
     /// Requests that missed.
@@ -83,6 +91,7 @@ pub fn simulate(
     let n = trace.requests.len() as u64;
     SimResult {
         policy: name,
+        cache_size,
         requests: n,
         misses,
         miss_ratio: ratio(misses, n),
@@ -136,6 +145,7 @@ pub fn simulate_belady(trace: &Trace, cache_size: u64) -> SimResult {
     let n = trace.requests.len() as u64;
     SimResult {
         policy: "belady".into(),
+        cache_size,
         requests: n,
         misses,
         miss_ratio: ratio(misses, n),
@@ -146,4 +156,98 @@ pub fn simulate_belady(trace: &Trace, cache_size: u64) -> SimResult {
             start.elapsed().as_nanos() as f64 / n as f64
         },
     }
+}
+
+/// A `--cache-size` item: bytes (objects, for plain traces), or a percentage of the
+/// trace's footprint (`5%`, `0.5%`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CacheSize {
+    /// An absolute size.
+    Bytes(u64),
+    /// A share of the footprint, in percent (0 < p <= 100).
+    Percent(f64),
+}
+
+impl FromStr for CacheSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not a percentage (e.g. 5% or 0.5%)"))?;
+            if !(v > 0.0 && v <= 100.0) {
+                return Err(format!(
+                    "{s:?}: a percentage must be above 0 and at most 100"
+                ));
+            }
+            return Ok(CacheSize::Percent(v));
+        }
+        match s.parse::<u64>() {
+            Ok(0) => Err("a cache size must be at least 1".into()),
+            Ok(v) => Ok(CacheSize::Bytes(v)),
+            Err(_) => Err(format!(
+                "{s:?} is neither a size in bytes nor a percentage of the footprint (e.g. 5%)"
+            )),
+        }
+    }
+}
+
+impl CacheSize {
+    /// The size in bytes for a trace whose footprint is `footprint` bytes (at least 1).
+    pub fn resolve(self, footprint: u64) -> u64 {
+        match self {
+            CacheSize::Bytes(b) => b,
+            CacheSize::Percent(p) => ((footprint as f64 * p / 100.0) as u64).max(1),
+        }
+    }
+}
+
+/// Makes a fresh policy instance for one sweep job.
+pub type PolicyFactory = Box<dyn Fn() -> Box<dyn EvictionPolicy> + Send + Sync>;
+
+/// Replays `trace` at every size in `sizes` through every policy (and Belady when asked),
+/// on `threads` threads (at least 1). Results come in job order: for each size, the
+/// policies in order, then Belady.
+pub fn run_sweep(
+    trace: &Trace,
+    sizes: &[u64],
+    policies: &[(String, PolicyFactory)],
+    belady: bool,
+    threads: usize,
+) -> Vec<SimResult> {
+    let jobs: Vec<(u64, Option<usize>)> = sizes
+        .iter()
+        .flat_map(|&size| {
+            (0..policies.len())
+                .map(move |i| (size, Some(i)))
+                .chain(belady.then_some((size, None)))
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let results: Vec<parking_lot::Mutex<Option<SimResult>>> =
+        jobs.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+    let work = || {
+        loop {
+            let j = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&(size, policy)) = jobs.get(j) else {
+                return;
+            };
+            let r = match policy {
+                Some(i) => simulate(trace, size, policies[i].0.clone(), (policies[i].1)()),
+                None => simulate_belady(trace, size),
+            };
+            *results[j].lock() = Some(r);
+        }
+    };
+    let threads = threads.clamp(1, jobs.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(work);
+        }
+        work();
+    });
+    results.into_iter().filter_map(|m| m.into_inner()).collect()
 }

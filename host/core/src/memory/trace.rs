@@ -205,6 +205,16 @@ impl Trace {
         out.write_all(&buf)
     }
 
+    /// The bytes of every distinct object, each at the size of its first request: the
+    /// cache size that would never miss again (what `--cache-size 10%` is a share of).
+    pub fn footprint(&self) -> u64 {
+        let mut seen: hashbrown::HashSet<u64> = hashbrown::HashSet::new();
+        self.requests
+            .iter()
+            .filter(|r| seen.insert(r.id))
+            .fold(0u64, |acc, r| acc.saturating_add(r.size))
+    }
+
     /// For each request, the index of the next request for the same id (`u64::MAX` when
     /// never again).
     pub fn next_access(&self) -> Vec<u64> {
