@@ -416,7 +416,13 @@ impl PolicyCore {
             if freed >= need || self.live == 0 {
                 return freed;
             }
-            let max = RUN_MAX.min(u32::try_from(self.live).unwrap_or(u32::MAX));
+            // At least what the rest of this eviction likely needs (at the average entry
+            // size), so a headroom-sized eviction is one call, not several.
+            let likely = (need - freed).div_ceil((self.bytes / self.live).max(1)) + 1;
+            let max = u32::try_from(likely)
+                .unwrap_or(u32::MAX)
+                .max(RUN_MAX)
+                .min(u32::try_from(self.live).unwrap_or(u32::MAX));
             let start = Instant::now();
             let Some(answer) = self.policy.next_victims(&self.pending, max) else {
                 return freed; // no runs here: `pending` was not delivered
