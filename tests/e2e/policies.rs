@@ -22,7 +22,7 @@ pub fn built(name: &str) -> PathBuf {
     p
 }
 
-const REFERENCE: [&str; 10] = [
+const REFERENCE: [&str; 12] = [
     "lru",
     "s3fifo",
     "wtinylfu",
@@ -33,10 +33,12 @@ const REFERENCE: [&str; 10] = [
     "pressure-default",
     "lru-c",
     "pressure-py",
+    "lru-js",
+    "lru-zig",
 ];
 
 #[test]
-fn policy_check_passes_for_every_reference_policy_in_all_three_languages() {
+fn policy_check_passes_for_every_reference_policy_in_all_five_languages() {
     for name in REFERENCE {
         let file = built(name);
         let (code, out, err) = run_cli(
@@ -57,7 +59,8 @@ fn policy_check_passes_for_every_reference_policy_in_all_three_languages() {
             assert_eq!(c["passed"], true, "{name}: {v}");
         }
     }
-    for name in ["lru", "lru-c"] {
+    // The exact LRUs in Rust, C, JavaScript and Zig: victim for victim the native LRU's.
+    for name in ["lru", "lru-c", "lru-js", "lru-zig"] {
         let file = built(name);
         let (code, out, err) = run_cli(
             &[
