@@ -19,8 +19,9 @@ COPY examples examples
 COPY wit wit
 COPY policies policies
 COPY scripts scripts
-# policies/build installs its own toolchains (wasm32 target, clang-22, componentize-py) as
-# root on Debian 12, the project's machine kind, and checks every component it makes.
+# policies/build installs its own toolchains (wasm32 target, clang-22, componentize-py,
+# node + npm for componentize-js, PyPI ziglang) as root on Debian 12, the project's machine
+# kind, and checks every component it makes.
 RUN policies/build
 RUN cargo build --release --locked -p rmhost --bin rmhost \
  && strip target/release/rmhost
