@@ -17,9 +17,11 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 /// Query of `GET /v1/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Replay the recent events after this sequence number first (as `Last-Event-ID`).
     since: Option<u64>,
 }
 
@@ -32,6 +34,23 @@ fn to_sse(e: &Envelope) -> SseEvent {
 }
 
 /// The stream.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "stream_events",
+    tag = "events",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "The last sequence number seen (a reconnecting client)"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`: each message's id is the event's sequence number, its name the event's type, its data the event as JSON. A tenant token sees its own tenant's events only.",
+            body = String, content_type = "text/event-stream"),
+        crate::api::doc::BadRequest,
+        crate::api::doc::Unauthorized,
+    )
+)]
 pub async fn stream(
     State(s): State<AppState>,
     caller: Caller,
