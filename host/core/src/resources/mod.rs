@@ -165,6 +165,10 @@ pub struct AllocationRequest {
     pub ttl_ms: Option<u64>,
     /// Owner process: the allocation is reclaimed when it exits.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<i64>, minimum = 0, maximum = 4_294_967_295_i64)
+    )]
     pub pid: Option<u32>,
 }
 

@@ -30,7 +30,7 @@ impl Caller {
 
     /// Errors unless `tenant` is a tenant name (400) the caller may access (403).
     pub fn check(&self, tenant: &str) -> Result<(), ApiError> {
-        valid_tenant(tenant)?;
+        super::bounds::valid_tenant(tenant)?;
         if self.may_access(tenant) {
             Ok(())
         } else {
@@ -54,25 +54,6 @@ impl Caller {
             Caller::Admin => None,
             Caller::Tenant(t) => Some(t),
         }
-    }
-}
-
-/// Errors (400) unless `tenant` is a tenant name: 1-128 characters of `A-Z a-z 0-9 - _ .`,
-/// what the ledger accepts and what the OpenAPI document states as the pattern. A route
-/// that takes a tenant checks it first, so a malformed name is refused the same way
-/// everywhere, admin or not.
-pub fn valid_tenant(tenant: &str) -> Result<(), ApiError> {
-    let ok = !tenant.is_empty()
-        && tenant.len() <= rmhost_core::limits::MAX_NAME_LEN
-        && tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "tenant: {tenant:?} must be 1-128 characters of A-Z a-z 0-9 - _ ."
-        )))
     }
 }
 

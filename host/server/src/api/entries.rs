@@ -3,17 +3,16 @@
 
 use super::memory::{blocking, resolve};
 use super::doc::{BadRequest, BodyRefused, Conflict, NotFound, Unauthorized, Unavailable};
-use super::{ApiError, AppState, Caller};
+use super::body::{JsonBody, JsonObject};
+use super::{ApiError, AppState, Caller, int64, int64_opt};
 use crate::wire::{EntryRemoved, EntryStored, EntryValue, Trimmed};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
-
-type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 /// Body of `PUT /v1/caches/{name}/entries/{key}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -60,7 +59,9 @@ pub async fn put_entry(
     body: JsonBody<EntryBody>,
 ) -> Result<Json<EntryStored>, ApiError> {
     let Path((name, key)) = p?;
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
+    int64_opt("size", b.size)?;
+    int64_opt("ttl_ms", b.ttl_ms)?;
     let id = resolve(&s, &caller, &name)?;
     let value: Option<Arc<str>> = b.value.as_ref().map(|v| Arc::from(v.to_string()));
     let size = match (b.size, &value) {
@@ -195,7 +196,8 @@ pub async fn trim(
     body: JsonBody<TrimBody>,
 ) -> Result<Json<Trimmed>, ApiError> {
     let Path(name) = p?;
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
+    int64("bytes", b.bytes)?;
     let id = resolve(&s, &caller, &name)?;
     let host = s.host.clone();
     let n = id.clone();

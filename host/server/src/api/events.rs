@@ -58,10 +58,17 @@ pub async fn stream(
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let Query(q) = q?;
-    let last_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    super::int64_opt("since", q.since)?;
+    let last_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => {
+            let n = v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+            let n = n.ok_or_else(|| {
+                ApiError::invalid("Last-Event-ID: must be an event's sequence number")
+            })?;
+            Some(super::int64("Last-Event-ID", n)?)
+        }
+    };
     let since = q.since.or(last_id);
     // Subscribe before reading the ring, so nothing falls between the two. A tenant gets
     // its own channel, so another tenant's flood of events cannot make it lag.

@@ -3,10 +3,11 @@
 use super::doc::{
     BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable,
 };
+use super::body::{JsonBody, JsonObject};
 use super::{ApiError, AppState, Caller};
 use crate::wire::{CacheDeleted, GcReport, LeakList, MemorySnapshot, MemoryStatus};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,8 +15,6 @@ use rmhost_core::limits::MAX_NAME_LEN;
 use rmhost_core::memory::{CacheError, CacheInfo, purge};
 use rmhost_core::resources::CacheDef;
 use serde::Deserialize;
-
-type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 impl From<CacheError> for ApiError {
     fn from(e: CacheError) -> Self {
@@ -135,7 +134,7 @@ pub async fn put_cache(
     body: JsonBody<CacheBody>,
 ) -> Result<Response, ApiError> {
     let Path(name) = p?;
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
     let tenant = b
         .tenant
         .clone()

@@ -6,6 +6,8 @@
 //! manager call on the blocking pool.
 
 mod auth;
+mod body;
+mod bounds;
 mod doc;
 #[cfg(test)]
 mod doc_tests;
@@ -20,7 +22,8 @@ mod probes;
 mod resources;
 mod system;
 
-pub use auth::{Authenticator, Caller, valid_tenant};
+pub use auth::{Authenticator, Caller};
+pub use bounds::{int64, int64_opt, valid_tenant};
 pub use error::ApiError;
 
 use crate::daemon::Daemon;

@@ -2,17 +2,16 @@
 //! tenant (or the default), reload the watched directory.
 
 use super::doc::{BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable};
+use super::body::{JsonBody, JsonObject};
 use super::{ApiError, AppState, Caller, valid_tenant};
 use crate::wire::{BindingAnswer, ErrorBody, PolicyInfo, PolicyList, ReloadAnswer};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use rmhost_core::host::binding;
 use rmhost_core::policy::PolicyKind;
 use rmhost_runtime::RuntimeError;
 use serde::Deserialize;
-
-type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
@@ -191,7 +190,7 @@ pub async fn bind_tenant(
     caller.admin()?;
     valid_tenant(&tenant)?;
     let k = kind(&k)?;
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
     bind(&s, Some(tenant.clone()), k, Some(b.policy.clone())).await?;
     Ok(Json(BindingAnswer {
         tenant: Some(tenant),
@@ -260,7 +259,7 @@ pub async fn bind_default(
     let Path(k) = p?;
     caller.admin()?;
     let k = kind(&k)?;
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
     bind(&s, None, k, Some(b.policy.clone())).await?;
     Ok(Json(BindingAnswer {
         tenant: None,

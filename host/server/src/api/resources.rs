@@ -3,10 +3,11 @@
 use super::doc::{
     BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable,
 };
-use super::{ApiError, AppState, Caller, valid_tenant};
+use super::body::{JsonBody, JsonObject};
+use super::{ApiError, AppState, Caller, int64, int64_opt, valid_tenant};
 use crate::wire::{ErrorBody, QuotaEntry, Quotas, RateDecision, RepairReport, UsageReport};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,8 +15,6 @@ use rmhost_core::host::RateCheckError;
 use rmhost_core::policy::ResourceKind;
 use rmhost_core::resources::{Allocation, AllocationFilter, AllocationRequest};
 use serde::{Deserialize, Serialize};
-
-type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 /// Runs a manager call that may reach a Wasm policy on the blocking pool.
 async fn blocking<T: Send + 'static>(
@@ -47,8 +46,10 @@ pub async fn allocate(
     caller: Caller,
     body: JsonBody<AllocationRequest>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body?;
+    let JsonObject(req) = body?;
     caller.check(&req.tenant)?;
+    int64("amount", req.amount)?;
+    int64_opt("ttl_ms", req.ttl_ms)?;
     let m = s.host.resources.clone();
     let a = blocking(move || m.allocate(req)).await??;
     Ok((StatusCode::CREATED, Json(a)).into_response())
@@ -56,11 +57,12 @@ pub async fn allocate(
 
 fn parse_id(p: Result<Path<String>, PathRejection>) -> Result<u64, ApiError> {
     let Path(raw) = p?;
-    raw.parse::<u64>().map_err(|_| {
+    let id = raw.parse::<u64>().map_err(|_| {
         ApiError::invalid(format!(
             "id: {raw:?} is not an allocation id (a positive integer)"
         ))
-    })
+    })?;
+    int64("id", id)
 }
 
 fn visible(caller: &Caller, a: &Allocation) -> Result<(), ApiError> {
@@ -278,7 +280,7 @@ pub struct QuotaBody {
     file_handles: Option<Option<u64>>,
     /// The tenant's rate limit, requests per minute (at least 1).
     #[serde(default, with = "double_option")]
-    #[schema(value_type = Option<u32>, minimum = 1)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 4_294_967_295_i64)]
     requests_per_minute: Option<Option<u32>>,
 }
 
@@ -321,7 +323,16 @@ pub async fn put_quotas(
     let Path(tenant) = p?;
     caller.admin()?;
     valid_tenant(&tenant)?;
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
+    for (field, v) in [
+        ("memory", b.memory),
+        ("cpu", b.cpu),
+        ("connections", b.connections),
+        ("requests", b.requests),
+        ("file_handles", b.file_handles),
+    ] {
+        int64_opt(field, v.flatten())?;
+    }
     if b.requests_per_minute == Some(Some(0)) {
         return Err(ApiError::invalid("requests_per_minute: must be at least 1"));
     }
@@ -404,7 +415,7 @@ pub struct RateBody {
     tenant: String,
     /// How many requests this one counts as (default 1).
     #[serde(default)]
-    #[schema(minimum = 1)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 4_294_967_295_i64)]
     cost: Option<u32>,
 }
 
@@ -430,7 +441,7 @@ pub async fn rate_check(
     caller: Caller,
     body: JsonBody<RateBody>,
 ) -> Result<Json<RateDecision>, ApiError> {
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
     caller.check(&b.tenant)?;
     let cost = b.cost.unwrap_or(1);
     let d = s
