@@ -128,7 +128,7 @@ fn schemathesis(url: &str, token: &str, markers: &str, work: &Path) -> Output {
         "--exclude-operation-id",
         "stream_events",
         "--max-examples",
-        "25",
+        "60",
         "--phases",
         "examples,coverage,fuzzing",
         "--workers",
@@ -190,6 +190,33 @@ async fn the_document_validates_and_schemathesis_finds_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The bounds schemathesis cannot reach (the profile's are overridden in
+    // schemathesis.toml) and what it found, directly.
+    let admin = d.with_token(ADMIN);
+    for path in [
+        "/v1/profile?duration_ms=600001",
+        "/v1/profile?duration_ms=100&interval_ms=600001",
+        "/v1/profile?duration_ms=100&interval_ms=18446744073709551615",
+        "/v1/profile?duration_ms=0",
+        "/v1/allocations/9223372036854775808",
+    ] {
+        let (status, body) = admin.get(path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+    }
+    for (path, body) in [
+        ("/v1/tenants/acme/quotas", json!([null, null])),
+        ("/v1/tenants/acme/quotas", json!({"memory": 9_223_372_036_854_775_808u64})),
+        ("/v1/tenants/a%20b/quotas", json!({})),
+        (
+            "/v1/allocations",
+            json!({"tenant": "acme", "kind": "cpu", "amount": 1, "ttl_ms": u64::MAX}),
+        ),
+    ] {
+        let method = if path.ends_with("quotas") { reqwest::Method::PUT } else { reqwest::Method::POST };
+        let r = admin.request(method, path, Some(body.clone())).await;
+        assert_eq!(r.status, 400, "{path} {body}: {}", r.body);
+    }
+
     seed(&d).await;
     let url = d.url("/openapi.json");
     // The tenant first: the admin run may delete what was seeded.
@@ -204,6 +231,11 @@ async fn the_document_validates_and_schemathesis_finds_nothing() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // What it ran, in the test's log.
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(summary) = text.find("SUMMARY") {
+            eprintln!("schemathesis ({who}):\n{}", &text[summary..]);
+        }
         // A run that tested nothing is no evidence: every operation but the stream ran.
         let report = std::fs::read_to_string(work.path().join(format!("junit-{}.xml", &token[..4])))
             .expect("schemathesis wrote its junit report");
