@@ -122,9 +122,13 @@ fn schemathesis(url: &str, token: &str, markers: &str, work: &Path) -> Output {
         "--header",
         &auth,
         "--checks",
-        "not_a_server_error,status_code_conformance,content_type_conformance,\
-         response_headers_conformance,response_schema_conformance,negative_data_rejection,\
-         no_foreign_tenant_data",
+        "all",
+        // Schema-valid requests the daemon refuses by its state or config, on purpose: an
+        // amount over the configured global limit (400), an integer sent as `425.0`
+        // (serde reads integers, JSON Schema counts 425.0 as one), an entry with neither
+        // a value nor a size. The report lists them.
+        "--exclude-checks",
+        "positive_data_acceptance",
         "--exclude-operation-id",
         "stream_events",
         "--max-examples",
@@ -233,7 +237,7 @@ async fn the_document_validates_and_schemathesis_finds_nothing() {
         );
         // What it ran, in the test's log.
         let text = String::from_utf8_lossy(&out.stdout);
-        if let Some(summary) = text.find("SUMMARY") {
+        if let Some(summary) = text.find("WARNINGS") {
             eprintln!("schemathesis ({who}):\n{}", &text[summary..]);
         }
         // A run that tested nothing is no evidence: every operation but the stream ran.
