@@ -19,7 +19,12 @@ const ACME: &str = "acme-openapi-secret";
 /// The tenant whose objects must never show in acme's answers.
 const ZETA: &str = "zeta-openapi-secret";
 /// Names only zeta's objects carry: a tenant answer holding one of them leaks.
-const ZETA_MARKERS: [&str; 4] = ["zeta", "zeta-ledger-owner", "zeta-private", "zeta-secret-key"];
+const ZETA_MARKERS: [&str; 4] = [
+    "zeta",
+    "zeta-ledger-owner",
+    "zeta-private",
+    "zeta-secret-key",
+];
 
 const PIP: &str = "python3 -m pip install schemathesis==4.32.5 openapi-spec-validator==0.9.0 \
                    (scripts/test does this)";
@@ -75,16 +80,28 @@ async fn seed(d: &Daemon) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(loaded, "lru.wasm was not loaded from the policies directory");
+    assert!(
+        loaded,
+        "lru.wasm was not loaded from the policies directory"
+    );
     for (api, tenant, owner, cache, key) in [
         (&acme, "acme", "acme-owner", "acme-cache", "acme-key"),
-        (&zeta, "zeta", "zeta-ledger-owner", "zeta-private", "zeta-secret-key"),
+        (
+            &zeta,
+            "zeta",
+            "zeta-ledger-owner",
+            "zeta-private",
+            "zeta-secret-key",
+        ),
     ] {
         let body = json!({"tenant": tenant, "kind": "memory", "amount": 4096, "owner": owner, "priority": 200});
         let (status, a) = api.post("/v1/allocations", body).await;
         assert_eq!(status, 201, "seed allocation for {tenant}: {a}");
         let (status, c) = api
-            .put(&format!("/v1/caches/{cache}"), json!({"capacity_bytes": 1 << 20}))
+            .put(
+                &format!("/v1/caches/{cache}"),
+                json!({"capacity_bytes": 1 << 20}),
+            )
             .await;
         assert_eq!(status, 201, "seed cache for {tenant}: {c}");
         let (status, e) = api
@@ -103,7 +120,10 @@ async fn seed(d: &Daemon) {
         assert_eq!(status, 200, "seed quotas for {tenant}: {q}");
     }
     let (status, b) = admin
-        .put("/v1/tenants/zeta/policies/eviction", json!({"policy": "lru"}))
+        .put(
+            "/v1/tenants/zeta/policies/eviction",
+            json!({"policy": "lru"}),
+        )
         .await;
     assert_eq!(status, 200, "seed binding for zeta: {b}");
 }
@@ -111,12 +131,16 @@ async fn seed(d: &Daemon) {
 /// One schemathesis run over every operation (but the endless event stream) as `token`.
 fn schemathesis(url: &str, token: &str, markers: &str, work: &Path) -> Output {
     let auth = format!("Authorization: Bearer {token}");
+    let config_file = here()
+        .join("schemathesis.toml")
+        .to_string_lossy()
+        .into_owned();
     let report = work.join(format!("junit-{}.xml", &token[..4]));
     let args = [
         "-c",
         "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
         "--config-file",
-        "schemathesis.toml",
+        &config_file,
         "run",
         url,
         "--header",
@@ -155,7 +179,8 @@ fn schemathesis(url: &str, token: &str, markers: &str, work: &Path) -> Output {
             ("PYTHONPATH", hooks_path.to_str().expect("utf-8 path")),
             ("RMHOST_FOREIGN_MARKERS", markers),
         ],
-        &here(),
+        // Schemathesis keeps a cache (`.schemathesis/`) in its working directory.
+        work,
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -172,7 +197,10 @@ async fn the_document_validates_and_schemathesis_finds_nothing() {
     std::fs::copy(built("lru"), policies.path().join("lru.wasm")).expect("copy lru.wasm");
     let d = Daemon::start(
         &config(),
-        &["--policies-dir", policies.path().to_str().expect("utf-8 path")],
+        &[
+            "--policies-dir",
+            policies.path().to_str().expect("utf-8 path"),
+        ],
         &[],
     );
     // The document is public and JSON.
@@ -183,7 +211,11 @@ async fn the_document_validates_and_schemathesis_finds_nothing() {
     let file = work.path().join("openapi.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&doc).expect("json")).expect("write");
     let out = python(
-        &["-m", "openapi_spec_validator", file.to_str().expect("utf-8 path")],
+        &[
+            "-m",
+            "openapi_spec_validator",
+            file.to_str().expect("utf-8 path"),
+        ],
         &[],
         work.path(),
     );
@@ -209,14 +241,21 @@ async fn the_document_validates_and_schemathesis_finds_nothing() {
     }
     for (path, body) in [
         ("/v1/tenants/acme/quotas", json!([null, null])),
-        ("/v1/tenants/acme/quotas", json!({"memory": 9_223_372_036_854_775_808u64})),
+        (
+            "/v1/tenants/acme/quotas",
+            json!({"memory": 9_223_372_036_854_775_808u64}),
+        ),
         ("/v1/tenants/a%20b/quotas", json!({})),
         (
             "/v1/allocations",
             json!({"tenant": "acme", "kind": "cpu", "amount": 1, "ttl_ms": u64::MAX}),
         ),
     ] {
-        let method = if path.ends_with("quotas") { reqwest::Method::PUT } else { reqwest::Method::POST };
+        let method = if path.ends_with("quotas") {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::POST
+        };
         let r = admin.request(method, path, Some(body.clone())).await;
         assert_eq!(r.status, 400, "{path} {body}: {}", r.body);
     }
@@ -241,8 +280,9 @@ async fn the_document_validates_and_schemathesis_finds_nothing() {
             eprintln!("schemathesis ({who}):\n{}", &text[summary..]);
         }
         // A run that tested nothing is no evidence: every operation but the stream ran.
-        let report = std::fs::read_to_string(work.path().join(format!("junit-{}.xml", &token[..4])))
-            .expect("schemathesis wrote its junit report");
+        let report =
+            std::fs::read_to_string(work.path().join(format!("junit-{}.xml", &token[..4])))
+                .expect("schemathesis wrote its junit report");
         let tested: std::collections::BTreeSet<&str> = report
             .split("<testcase ")
             .skip(1)
@@ -254,7 +294,9 @@ async fn the_document_validates_and_schemathesis_finds_nothing() {
             .expect("paths")
             .iter()
             .flat_map(|(path, item)| {
-                let methods = item.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>());
+                let methods = item
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect::<Vec<_>>());
                 methods
                     .unwrap_or_default()
                     .into_iter()
@@ -264,6 +306,9 @@ async fn the_document_validates_and_schemathesis_finds_nothing() {
             .collect();
         let tested: std::collections::BTreeSet<String> =
             tested.into_iter().map(str::to_string).collect();
-        assert_eq!(tested, expected, "schemathesis ({who}) did not test every operation");
+        assert_eq!(
+            tested, expected,
+            "schemathesis ({who}) did not test every operation"
+        );
     }
 }

@@ -24,7 +24,12 @@ fn is_json(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
 }
 
@@ -78,15 +83,29 @@ mod tests {
     async fn only_json_objects_are_bodies() {
         let json = Some("application/json");
         assert!(extract(json, r#"{"a": 1}"#).await.is_ok());
-        assert!(extract(Some("application/merge-patch+json; charset=utf-8"), "{}").await.is_ok());
-        let e = extract(json, "[null, null]").await.expect_err("an array is refused");
+        assert!(
+            extract(Some("application/merge-patch+json; charset=utf-8"), "{}")
+                .await
+                .is_ok()
+        );
+        let e = extract(json, "[null, null]")
+            .await
+            .expect_err("an array is refused");
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert!(e.message.contains("JSON object"), "{}", e.message);
         assert_eq!(extract(json, "3").await.expect_err("a number").status, 400);
-        let e = extract(json, r#"{"a": "x"}"#).await.expect_err("wrong type");
+        let e = extract(json, r#"{"a": "x"}"#)
+            .await
+            .expect_err("wrong type");
         assert!(e.message.contains('a'), "{}", e.message);
         let e = extract(None, "{}").await.expect_err("no content type");
         assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert_eq!(extract(Some("text/plain"), "{}").await.expect_err("text").status, 415);
+        assert_eq!(
+            extract(Some("text/plain"), "{}")
+                .await
+                .expect_err("text")
+                .status,
+            415
+        );
     }
 }

@@ -31,7 +31,9 @@ fn operations(doc: &Value) -> Vec<(String, String, Value)> {
 }
 
 fn doc_json() -> Value {
-    let text = document().to_pretty_json().expect("the document serializes");
+    let text = document()
+        .to_pretty_json()
+        .expect("the document serializes");
     serde_json::from_str(&text).expect("the document is JSON")
 }
 
@@ -46,7 +48,10 @@ fn the_document_is_openapi_3_1_with_unique_operation_ids() {
         let id = op["operationId"]
             .as_str()
             .unwrap_or_else(|| panic!("{m} {path}: no operationId"));
-        assert!(ids.insert(id.to_string()), "operationId {id:?} is used twice");
+        assert!(
+            ids.insert(id.to_string()),
+            "operationId {id:?} is used twice"
+        );
         assert!(
             op["security"].is_array(),
             "{m} {path}: no security requirement (say `security(())` for a public route)"
@@ -69,7 +74,10 @@ fn the_document_is_openapi_3_1_with_unique_operation_ids() {
                 ps.iter()
                     .any(|p| p["name"] == name && p["in"] == "path" && p["required"] == true)
             });
-            assert!(described, "{m} {path}: path parameter {name} is not described");
+            assert!(
+                described,
+                "{m} {path}: path parameter {name} is not described"
+            );
         }
         if op.get("requestBody").is_some() {
             for status in ["400", "413", "415"] {
@@ -88,7 +96,10 @@ fn the_documented_bounds_are_the_handlers_bounds() {
     let req = &schemas["AllocationRequest"]["properties"];
     assert_eq!(req["priority"]["maximum"], 255);
     assert_eq!(req["amount"]["minimum"], 1);
-    assert_eq!(schemas["EntryBody"]["properties"]["priority"]["maximum"], 255);
+    assert_eq!(
+        schemas["EntryBody"]["properties"]["priority"]["maximum"],
+        255
+    );
     let profile = &doc["paths"]["/v1/profile"]["get"]["parameters"];
     let duration = profile
         .as_array()
@@ -105,11 +116,13 @@ async fn call(app: &axum::Router, method: &str, path: &str) -> (StatusCode, Stri
         .method(method.clone())
         .uri(path)
         .header("content-type", "application/json")
-        .body(Body::from(if method == Method::GET || method == Method::DELETE {
-            ""
-        } else {
-            "{}"
-        }))
+        .body(Body::from(
+            if method == Method::GET || method == Method::DELETE {
+                ""
+            } else {
+                "{}"
+            },
+        ))
         .expect("request");
     let resp = app.clone().oneshot(req).await.expect("router answers");
     let status = resp.status();
@@ -142,7 +155,11 @@ async fn every_documented_operation_is_served() {
             .replace("{name}", "some-name")
             .replace("{key}", "k");
         let (status, body) = call(&app, &m, &path).await;
-        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{m} {template}: {body}");
+        assert_ne!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{m} {template}: {body}"
+        );
         assert!(
             !(status == StatusCode::NOT_FOUND && body.contains("no such route")),
             "{m} {template} is documented but not routed"

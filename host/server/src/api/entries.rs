@@ -1,9 +1,9 @@
 //! Cache entry routes: store, read and remove an entry, and trim a cache through its
 //! policy. Cache names resolve as in [`super::memory`] (a tenant's own names).
 
-use super::memory::{blocking, resolve};
-use super::doc::{BadRequest, BodyRefused, Conflict, NotFound, Unauthorized, Unavailable};
 use super::body::{JsonBody, JsonObject};
+use super::doc::{BadRequest, BodyRefused, Conflict, NotFound, Unauthorized, Unavailable};
+use super::memory::{blocking, resolve};
 use super::{ApiError, AppState, Caller, int64, int64_opt};
 use crate::wire::{EntryRemoved, EntryStored, EntryValue, Trimmed};
 use axum::Json;
@@ -207,4 +207,3 @@ pub async fn trim(
         freed_bytes: freed,
     }))
 }
-

@@ -1,9 +1,7 @@
 //! Cache, memory, gc, snapshot and leak routes.
 
-use super::doc::{
-    BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable,
-};
 use super::body::{JsonBody, JsonObject};
+use super::doc::{BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable};
 use super::{ApiError, AppState, Caller};
 use crate::wire::{CacheDeleted, GcReport, LeakList, MemorySnapshot, MemoryStatus};
 use axum::Json;

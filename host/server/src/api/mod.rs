@@ -30,13 +30,13 @@ use crate::daemon::Daemon;
 use crate::metrics::Metrics;
 use axum::Router;
 use axum::extract::FromRef;
-use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 use rmhost_core::host::Host;
 use rmhost_runtime::PolicyRuntime;
 use std::sync::Arc;
 use tokio::sync::watch;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
@@ -93,8 +93,16 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(policies::bind_tenant, policies::unbind_tenant))
         .routes(routes!(system::pools))
         .routes(routes!(memory::list_caches))
-        .routes(routes!(memory::get_cache, memory::put_cache, memory::delete_cache))
-        .routes(routes!(entries::get_entry, entries::put_entry, entries::delete_entry))
+        .routes(routes!(
+            memory::get_cache,
+            memory::put_cache,
+            memory::delete_cache
+        ))
+        .routes(routes!(
+            entries::get_entry,
+            entries::put_entry,
+            entries::delete_entry
+        ))
         .routes(routes!(entries::trim))
         .routes(routes!(memory::memory))
         .routes(routes!(memory::gc))

@@ -1,8 +1,8 @@
 //! Policy routes: list loaded policies with their stats and bindings, bind and unbind per
 //! tenant (or the default), reload the watched directory.
 
-use super::doc::{BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable};
 use super::body::{JsonBody, JsonObject};
+use super::doc::{BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable};
 use super::{ApiError, AppState, Caller, valid_tenant};
 use crate::wire::{BindingAnswer, ErrorBody, PolicyInfo, PolicyList, ReloadAnswer};
 use axum::Json;

@@ -1,9 +1,7 @@
 //! Allocation, quota, usage and rate-limit routes.
 
-use super::doc::{
-    BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable,
-};
 use super::body::{JsonBody, JsonObject};
+use super::doc::{BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable};
 use super::{ApiError, AppState, Caller, int64, int64_opt, valid_tenant};
 use crate::wire::{ErrorBody, QuotaEntry, Quotas, RateDecision, RepairReport, UsageReport};
 use axum::Json;
