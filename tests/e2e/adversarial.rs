@@ -155,7 +155,18 @@ async fn u64_max_sizes_are_refused_or_bounded_never_wrapped() {
     )
     .await;
     assert_eq!(s, 201);
-    for (k, size) in [("a", u64::MAX), ("b", 1), ("c", 999)] {
+    // Above the document's int64 range: refused, naming the field.
+    let (s, v) = call(
+        &d,
+        "PUT",
+        "/v1/caches/c/entries/z",
+        HOG,
+        Some(json!({"size": u64::MAX})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("size"), "{v}");
+    for (k, size) in [("a", i64::MAX as u64), ("b", 1), ("c", 999)] {
         let (s, v) = call(
             &d,
             "PUT",

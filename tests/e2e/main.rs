@@ -10,6 +10,7 @@ mod ledger;
 mod lifecycle;
 mod memory;
 mod observability;
+mod openapi;
 mod ops;
 mod policies;
 mod pools;

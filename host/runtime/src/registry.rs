@@ -100,6 +100,7 @@ pub struct PolicyRuntime {
 
 /// One binding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BindingInfo {
     /// Tenant, or `None` for the default binding.
     pub tenant: Option<String>,
@@ -111,6 +112,7 @@ pub struct BindingInfo {
 
 /// A loaded policy, for `policy list` and the API.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyInfo {
     /// Name (file stem).
     pub name: String,
@@ -121,6 +123,7 @@ pub struct PolicyInfo {
     /// Kinds it implements.
     pub kinds: Vec<PolicyKind>,
     /// The file it came from, if any.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub path: Option<PathBuf>,
     /// Whether it imports WASI (and so runs with an empty WASI context).
     pub wasi: bool,

@@ -51,6 +51,7 @@ impl Drop for WatchHandle {
 
 /// What a directory (re)load did with one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReloadOutcome {
     /// Policy name.
     pub name: String,
@@ -63,6 +64,7 @@ pub struct ReloadOutcome {
 /// What a (re)load did with one file; serialized as its snake_case name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ReloadAction {
     /// Loaded (new, or its content changed).
     Loaded,

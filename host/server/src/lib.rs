@@ -4,7 +4,7 @@
 //! | module | owns | must not |
 //! |---|---|---|
 //! | [`daemon`] | the composition root: builds the managers, background tasks, serve + drain | hold business logic |
-//! | [`api`] | axum routes, auth, `ApiError`, SSE, the `/metrics` handler | make decisions |
+//! | [`api`] | axum routes (each with its OpenAPI operation, served at `/openapi.json`), auth, `ApiError`, SSE, the `/metrics` handler | make decisions |
 //! | [`metrics`] | the `prometheus-client` registry: collectors over the managers, the HTTP layer | hold state the managers already count |
 //! | [`rls`] | Envoy's rate-limit service over gRPC (`[grpc] listen`) | make decisions |
 //! | [`wire`] | the JSON bodies the API answers, shared with clients | hold behaviour |

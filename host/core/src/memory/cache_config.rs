@@ -57,6 +57,7 @@ impl CacheConfig {
 
 /// A cache's counters, as `GET /v1/caches` and `rmhost report` show them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CacheStats {
     /// The deciding policy's name.
     pub policy: String,

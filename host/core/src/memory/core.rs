@@ -67,6 +67,7 @@ impl RemovalCause {
 
 /// Entries that left a cache (or, for `replaced`, whose value was replaced), by cause.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RemovalCounts {
     /// Evicted or not admitted, to respect the size bound.
     pub size: u64,

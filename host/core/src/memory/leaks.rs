@@ -59,6 +59,7 @@ impl Default for LeakConfig {
 
 /// One suspected leak (`rmhost leaks` lists these).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Leak {
     /// `trend`, `stale_allocation` or `instance_growth`.
     pub kind: String,

@@ -66,6 +66,7 @@ impl Default for PressureConfig {
 
 /// What `check_memory_usage` reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemoryStatus {
     /// The level after hysteresis.
     pub status: PressureLevel,
@@ -75,6 +76,7 @@ pub struct MemoryStatus {
 
 /// The figures behind a level.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemoryDetails {
     /// The budget, bytes.
     pub budget_bytes: u64,

@@ -36,6 +36,7 @@ pub fn malloc_trim() -> bool {
 
 /// glibc allocator figures, bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AllocatorStats {
     /// Whether the figures are real (glibc) or absent.
     pub available: bool,
@@ -74,6 +75,7 @@ pub fn allocator_stats() -> AllocatorStats {
 
 /// What `gc` did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GcReport {
     /// RSS before, bytes.
     pub rss_before: u64,
@@ -100,6 +102,7 @@ pub fn gc(caches: &CacheRegistry) -> GcReport {
 
 /// One policy instance's memory, as the runtime reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceMemory {
     /// Policy name (and cache or tenant it serves).
     pub name: String,
@@ -109,6 +112,7 @@ pub struct InstanceMemory {
 
 /// `rmhost snapshot`: accounted memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemorySnapshot {
     /// Process RSS, bytes.
     pub rss_bytes: u64,

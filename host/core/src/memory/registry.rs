@@ -91,6 +91,7 @@ where
 
 /// One cache as listed by `GET /v1/caches`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CacheInfo {
     /// Name.
     pub name: String,
@@ -105,6 +106,7 @@ pub struct CacheInfo {
 
 /// Per-cache bytes for `rmhost snapshot`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CacheBytes {
     /// Name.
     pub name: String,

@@ -43,6 +43,7 @@ use std::str::FromStr;
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
 )]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PressureLevel {
     /// Below the warning threshold.
     #[default]
@@ -67,6 +68,7 @@ impl PressureLevel {
 /// What an allocation is counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ResourceKind {
     /// Bytes.
     Memory,
@@ -159,6 +161,7 @@ pub struct SystemUsage {
 /// The policy kinds a component can implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PolicyKind {
     /// `eviction`: which cache entries to drop.
     Eviction,

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 /// A breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum CircuitState {
     /// Requests go through.
     #[default]

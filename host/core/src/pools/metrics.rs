@@ -125,6 +125,7 @@ impl Striped {
 
 /// Acquire latency (wait in the queue plus connecting or recycling), Prometheus-shaped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LatencyHistogram {
     /// Bucket upper bounds, microseconds; a last, implicit `+Inf` bucket follows.
     pub bounds_us: Vec<u64>,
@@ -151,6 +152,7 @@ impl LatencyHistogram {
 
 /// One pool's snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PoolMetrics {
     /// `kind/name`, e.g. `postgres/main`.
     pub pool: String,

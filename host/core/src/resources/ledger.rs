@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// One granted allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Allocation {
     /// Unique id, never reused.
     pub id: u64,
@@ -21,6 +22,7 @@ pub struct Allocation {
     /// Who holds it within the tenant.
     pub owner: String,
     /// Higher is more important; lower-priority allocations can be preempted.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 255))]
     pub priority: u8,
     /// Host clock when granted, ms.
     pub created_ms: u64,

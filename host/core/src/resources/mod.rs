@@ -141,24 +141,34 @@ impl ResourceError {
 /// not silently make a permanent allocation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AllocationRequest {
     /// The tenant to count it against.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9._-]{1,128}$"))]
     pub tenant: String,
     /// What kind.
     pub kind: ResourceKind,
     /// How much (> 0).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub amount: u64,
-    /// Who holds it within the tenant.
+    /// Who holds it within the tenant (at most 256 bytes).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub owner: String,
     /// 0-255, higher is more important.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 255))]
     pub priority: u8,
     /// Lease length: the allocation is reclaimed unless renewed within it.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub ttl_ms: Option<u64>,
     /// Owner process: the allocation is reclaimed when it exits.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<i64>, minimum = 0, maximum = 4_294_967_295_i64)
+    )]
     pub pid: Option<u32>,
 }
 
@@ -203,6 +213,7 @@ pub struct AllocationFilter {
 
 /// Use of one kind against a limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KindUsage {
     /// Kind.
     pub kind: ResourceKind,
@@ -218,6 +229,7 @@ pub struct KindUsage {
 
 /// A tenant's use of every kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantUsage {
     /// Tenant.
     pub tenant: String,
@@ -229,6 +241,7 @@ pub struct TenantUsage {
 
 /// The ledger's use: global and per tenant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LedgerUsage {
     /// Per kind, against the global limits.
     pub global: Vec<KindUsage>,

@@ -16,6 +16,7 @@ type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformati
 
 /// The answer to a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateDecision {
     /// Whether the requests may proceed (they were counted if so).
     pub allowed: bool,

@@ -43,6 +43,7 @@ pub enum TelemetryError {
 
 /// CPU figures.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CpuUsage {
     /// System-wide CPU use, 0-100.
     pub percentage: f64,
@@ -56,6 +57,7 @@ pub struct CpuUsage {
 
 /// Memory figures, bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemoryUsage {
     /// System memory in use.
     pub used: u64,
@@ -88,6 +90,7 @@ impl MemoryUsage {
 
 /// Connection counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionUsage {
     /// Open now.
     pub active: u64,
@@ -100,6 +103,7 @@ pub struct ConnectionUsage {
 
 /// Request counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestUsage {
     /// Over the last sliding minute.
     pub per_minute: u64,
@@ -109,6 +113,7 @@ pub struct RequestUsage {
 
 /// File handles of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileHandleUsage {
     /// Open now.
     pub open: u64,
@@ -118,6 +123,7 @@ pub struct FileHandleUsage {
 
 /// The latest sample plus live counters: what `GET /v1/usage` and `rmhost report` show.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     /// When the machine was last sampled, ms since the Unix epoch.
     pub timestamp_ms: u64,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// One PSI line: the share of wall time stalled over 10 s, 60 s and 300 s (percent), and
 /// the total stall time (µs).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PsiLine {
     /// Percent of the last 10 s.
     pub avg10: f64,
@@ -26,6 +27,7 @@ pub struct PsiLine {
 /// One resource's pressure: `some` (at least one task stalled) and `full` (all non-idle
 /// tasks stalled; absent for CPU on older kernels).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Psi {
     /// Some tasks stalled.
     pub some: PsiLine,
@@ -35,6 +37,7 @@ pub struct Psi {
 
 /// PSI for CPU, memory and IO; `None` where the kernel does not provide it.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pressure {
     /// `/proc/pressure/cpu`.
     pub cpu: Option<Psi>,

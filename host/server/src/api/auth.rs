@@ -28,8 +28,9 @@ impl Caller {
         }
     }
 
-    /// Errors unless the caller may access `tenant`.
+    /// Errors unless `tenant` is a tenant name (400) the caller may access (403).
     pub fn check(&self, tenant: &str) -> Result<(), ApiError> {
+        super::bounds::valid_tenant(tenant)?;
         if self.may_access(tenant) {
             Ok(())
         } else {

@@ -66,6 +66,24 @@ impl ApiError {
         e
     }
 
+    /// 413: the body is over `[http] max_body_bytes`.
+    pub fn payload_too_large(detail: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body: larger than the limit ([http] max_body_bytes): {detail}"),
+        )
+    }
+
+    /// 415: the body is not sent as JSON.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
+    }
+
     /// 503.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)

@@ -17,9 +17,11 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 /// Query of `GET /v1/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Replay the recent events after this sequence number first (as `Last-Event-ID`).
     since: Option<u64>,
 }
 
@@ -32,6 +34,23 @@ fn to_sse(e: &Envelope) -> SseEvent {
 }
 
 /// The stream.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "stream_events",
+    tag = "events",
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<u64>, Header, description = "The last sequence number seen (a reconnecting client)"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`: each message's id is the event's sequence number, its name the event's type, its data the event as JSON. A tenant token sees its own tenant's events only.",
+            body = String, content_type = "text/event-stream"),
+        crate::api::doc::BadRequest,
+        crate::api::doc::Unauthorized,
+    )
+)]
 pub async fn stream(
     State(s): State<AppState>,
     caller: Caller,
@@ -39,10 +58,17 @@ pub async fn stream(
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let Query(q) = q?;
-    let last_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    super::int64_opt("since", q.since)?;
+    let last_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => {
+            let n = v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+            let n = n.ok_or_else(|| {
+                ApiError::invalid("Last-Event-ID: must be an event's sequence number")
+            })?;
+            Some(super::int64("Last-Event-ID", n)?)
+        }
+    };
     let since = q.since.or(last_id);
     // Subscribe before reading the ring, so nothing falls between the two. A tenant gets
     // its own channel, so another tenant's flood of events cannot make it lag.

@@ -1,12 +1,11 @@
 //! Cache, memory, gc, snapshot and leak routes.
 
+use super::body::{JsonBody, JsonObject};
+use super::doc::{BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable};
 use super::{ApiError, AppState, Caller};
-use crate::wire::{
-    CacheDeleted, EntryRemoved, EntryStored, EntryValue, GcReport, LeakList, MemorySnapshot,
-    MemoryStatus, Trimmed,
-};
+use crate::wire::{CacheDeleted, GcReport, LeakList, MemorySnapshot, MemoryStatus};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,11 +13,6 @@ use rmhost_core::limits::MAX_NAME_LEN;
 use rmhost_core::memory::{CacheError, CacheInfo, purge};
 use rmhost_core::resources::CacheDef;
 use serde::Deserialize;
-use serde_json::Value;
-use std::sync::Arc;
-use std::time::Duration;
-
-type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 impl From<CacheError> for ApiError {
     fn from(e: CacheError) -> Self {
@@ -36,7 +30,7 @@ impl From<CacheError> for ApiError {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -49,7 +43,7 @@ async fn blocking<T: Send + 'static>(
 /// declared for it), so two tenants may both have a `sessions` cache and neither learns
 /// that the other's exists — another tenant's cache answers exactly as a missing one, on
 /// every route. The admin addresses registry names as they are.
-fn resolve(s: &AppState, caller: &Caller, name: &str) -> Result<String, ApiError> {
+pub(super) fn resolve(s: &AppState, caller: &Caller, name: &str) -> Result<String, ApiError> {
     let missing = || ApiError::not_found(format!("no cache named {name:?}"));
     let held_by = |id: &str, t: &str| s.host.caches.tenant_of(id).is_ok_and(|o| o == t);
     match caller.tenant() {
@@ -97,18 +91,40 @@ fn view(caller: &Caller, mut info: CacheInfo) -> CacheInfo {
 }
 
 /// Body of `PUT /v1/caches/{name}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheBody {
+    /// The cache's capacity, bytes (1 to 2^62; a live cache's cannot change).
+    #[schema(minimum = 1, maximum = 4_611_686_018_427_387_904_u64)]
     capacity_bytes: u64,
+    /// The owning tenant (a tenant token: its own, the default; the admin: `default`).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     tenant: Option<String>,
+    /// The eviction policy (a loaded policy's name, or a native one); none: the default.
     #[serde(default)]
     policy: Option<String>,
 }
 
 /// `PUT /v1/caches/{name}`: creates the cache (201), or on an existing one swaps its
 /// policy (200, warm handoff). Changing the capacity of a live cache is refused (409).
+#[utoipa::path(
+    put,
+    path = "/v1/caches/{name}",
+    operation_id = "put_cache",
+    tag = "caches",
+    params(("name" = String, Path, description = "The cache: a tenant token names its own caches (1-128 bytes, no `/`), the admin registry names (`TENANT/NAME`, up to 257 bytes)", min_length = 1, max_length = 257)),
+    request_body = CacheBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The cache existed: its policy is now the one asked for", body = CacheInfo),
+        (status = 201, description = "Created", body = CacheInfo),
+        BadRequest, Unauthorized, Forbidden,
+        (status = 404, description = "The policy named is not loaded", body = crate::wire::ErrorBody),
+        (status = 409, description = "A live cache's capacity differs (`conflict`), or the capacity is over the tenant's share (`over_share`) or quota", body = crate::wire::ErrorBody),
+        BodyRefused, Unavailable,
+    )
+)]
 pub async fn put_cache(
     State(s): State<AppState>,
     caller: Caller,
@@ -116,7 +132,7 @@ pub async fn put_cache(
     body: JsonBody<CacheBody>,
 ) -> Result<Response, ApiError> {
     let Path(name) = p?;
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
     let tenant = b
         .tenant
         .clone()
@@ -159,6 +175,17 @@ fn cache_info(s: &AppState, name: &str) -> Result<CacheInfo, ApiError> {
 }
 
 /// `GET /v1/caches`: every cache the caller may see, with stats.
+#[utoipa::path(
+    get,
+    path = "/v1/caches",
+    operation_id = "list_caches",
+    tag = "caches",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every cache the caller may see, with its counters", body = Vec<CacheInfo>),
+        Unauthorized,
+    )
+)]
 pub async fn list_caches(State(s): State<AppState>, caller: Caller) -> Json<Vec<CacheInfo>> {
     let mut v = s.host.caches.list();
     v.retain(|c| caller.may_access(&c.tenant));
@@ -166,6 +193,18 @@ pub async fn list_caches(State(s): State<AppState>, caller: Caller) -> Json<Vec<
 }
 
 /// `GET /v1/caches/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/caches/{name}",
+    operation_id = "get_cache",
+    tag = "caches",
+    params(("name" = String, Path, description = "The cache: a tenant token names its own caches (1-128 bytes, no `/`), the admin registry names (`TENANT/NAME`, up to 257 bytes)", min_length = 1, max_length = 257)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The cache with its counters", body = CacheInfo),
+        BadRequest, Unauthorized, NotFound,
+    )
+)]
 pub async fn get_cache(
     State(s): State<AppState>,
     caller: Caller,
@@ -177,6 +216,18 @@ pub async fn get_cache(
 }
 
 /// `DELETE /v1/caches/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/caches/{name}",
+    operation_id = "delete_cache",
+    tag = "caches",
+    params(("name" = String, Path, description = "The cache: a tenant token names its own caches (1-128 bytes, no `/`), the admin registry names (`TENANT/NAME`, up to 257 bytes)", min_length = 1, max_length = 257)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted", body = CacheDeleted),
+        BadRequest, Unauthorized, NotFound, Unavailable,
+    )
+)]
 pub async fn delete_cache(
     State(s): State<AppState>,
     caller: Caller,
@@ -189,138 +240,18 @@ pub async fn delete_cache(
     Ok(Json(CacheDeleted { deleted: name }))
 }
 
-/// Body of `PUT /v1/caches/{name}/entries/{key}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EntryBody {
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    priority: Option<u8>,
-    #[serde(default)]
-    ttl_ms: Option<u64>,
-    #[serde(default)]
-    value: Option<Value>,
-}
-
-/// `PUT /v1/caches/{name}/entries/{key}`: stores (or accounts) an entry. The size defaults
-/// to the value's JSON length; without a value, `size` is required. Answers whether the
-/// entry is held (`false`: larger than the cache, or not admitted by the policy).
-pub async fn put_entry(
-    State(s): State<AppState>,
-    caller: Caller,
-    p: Result<Path<(String, String)>, PathRejection>,
-    body: JsonBody<EntryBody>,
-) -> Result<Json<EntryStored>, ApiError> {
-    let Path((name, key)) = p?;
-    let Json(b) = body?;
-    let id = resolve(&s, &caller, &name)?;
-    let value: Option<Arc<str>> = b.value.as_ref().map(|v| Arc::from(v.to_string()));
-    let size = match (b.size, &value) {
-        (Some(0), _) => return Err(ApiError::invalid("size: must be at least 1 byte")),
-        (Some(n), _) => n,
-        (None, Some(v)) => v.len() as u64,
-        (None, None) => return Err(ApiError::invalid("size: required when no value is given")),
-    };
-    if b.ttl_ms == Some(0) {
-        return Err(ApiError::invalid("ttl_ms: must be at least 1"));
-    }
-    let ttl = b.ttl_ms.map(Duration::from_millis);
-    let host = s.host.clone();
-    let (n, k) = (id.clone(), key.clone());
-    let held = blocking(move || {
-        host.caches
-            .put_cache_entry(&n, k, value, size, b.priority.unwrap_or(0), ttl)
-    })
-    .await??;
-    Ok(Json(EntryStored {
-        cache: name,
-        key,
-        size,
-        held,
-    }))
-}
-
-/// `GET /v1/caches/{name}/entries/{key}`: 200 with the value (null when stored without
-/// one), 404 on a miss. Counts a hit or a miss.
-pub async fn get_entry(
-    State(s): State<AppState>,
-    caller: Caller,
-    p: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<EntryValue>, ApiError> {
-    let Path((name, key)) = p?;
-    let id = resolve(&s, &caller, &name)?;
-    let host = s.host.clone();
-    let (n, k) = (id.clone(), key.clone());
-    match blocking(move || host.caches.read_cache_entry(&n, &k)).await?? {
-        Some(v) => {
-            let value = v
-                .map(|text| {
-                    serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text.to_string()))
-                })
-                .unwrap_or(Value::Null);
-            Ok(Json(EntryValue {
-                cache: name,
-                key,
-                value,
-            }))
-        }
-        None => Err(ApiError::not_found(format!(
-            "no entry {key:?} in cache {name:?}"
-        ))),
-    }
-}
-
-/// `DELETE /v1/caches/{name}/entries/{key}`.
-pub async fn delete_entry(
-    State(s): State<AppState>,
-    caller: Caller,
-    p: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<EntryRemoved>, ApiError> {
-    let Path((name, key)) = p?;
-    let id = resolve(&s, &caller, &name)?;
-    let host = s.host.clone();
-    let (n, k) = (id.clone(), key.clone());
-    if blocking(move || host.caches.remove_cache_entry(&n, &k)).await?? {
-        Ok(Json(EntryRemoved {
-            cache: name,
-            key,
-            removed: true,
-        }))
-    } else {
-        Err(ApiError::not_found(format!(
-            "no entry {key:?} in cache {name:?}"
-        )))
-    }
-}
-
-/// Body of `POST /v1/caches/{name}/trim`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrimBody {
-    bytes: u64,
-}
-
-/// `POST /v1/caches/{name}/trim`: frees at least `bytes` through the cache's policy.
-pub async fn trim(
-    State(s): State<AppState>,
-    caller: Caller,
-    p: Result<Path<String>, PathRejection>,
-    body: JsonBody<TrimBody>,
-) -> Result<Json<Trimmed>, ApiError> {
-    let Path(name) = p?;
-    let Json(b) = body?;
-    let id = resolve(&s, &caller, &name)?;
-    let host = s.host.clone();
-    let n = id.clone();
-    let freed = blocking(move || host.caches.trim(&n, b.bytes)).await??;
-    Ok(Json(Trimmed {
-        cache: name,
-        freed_bytes: freed,
-    }))
-}
-
 /// `GET /v1/memory`: `check_memory_usage()` — the pressure level and the figures behind it.
+#[utoipa::path(
+    get,
+    path = "/v1/memory",
+    operation_id = "get_memory",
+    tag = "memory",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The pressure level and the figures behind it", body = MemoryStatus),
+        Unauthorized,
+    )
+)]
 pub async fn memory(
     State(s): State<AppState>,
     _caller: Caller,
@@ -333,6 +264,18 @@ pub async fn memory(
 
 /// `POST /v1/gc` (admin): trims every cache to its low watermark and hands free allocator
 /// memory back to the OS; answers RSS before and after.
+#[utoipa::path(
+    post,
+    path = "/v1/gc",
+    operation_id = "run_gc",
+    tag = "memory",
+    description = "Admin only.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "RSS before and after", body = GcReport),
+        Unauthorized, Forbidden,
+    )
+)]
 pub async fn gc(State(s): State<AppState>, caller: Caller) -> Result<Json<GcReport>, ApiError> {
     caller.admin()?;
     let host = s.host.clone();
@@ -340,6 +283,18 @@ pub async fn gc(State(s): State<AppState>, caller: Caller) -> Result<Json<GcRepo
 }
 
 /// `GET /v1/snapshot` (admin): accounted memory per cache, tenant and policy instance.
+#[utoipa::path(
+    get,
+    path = "/v1/snapshot",
+    operation_id = "get_memory_snapshot",
+    tag = "memory",
+    description = "Admin only.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Accounted memory per cache, tenant and policy instance", body = MemorySnapshot),
+        Unauthorized, Forbidden,
+    )
+)]
 pub async fn snapshot(
     State(s): State<AppState>,
     caller: Caller,
@@ -358,15 +313,30 @@ pub async fn snapshot(
 }
 
 /// Query of `GET /v1/leaks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LeaksQuery {
+    /// Run a scan now instead of answering the last one's findings.
     #[serde(default)]
     scan: bool,
 }
 
 /// `GET /v1/leaks[?scan=true]` (admin): the leak findings of the last scan, or of a scan
 /// run now.
+#[utoipa::path(
+    get,
+    path = "/v1/leaks",
+    operation_id = "list_leaks",
+    tag = "memory",
+    description = "Admin only.",
+    params(LeaksQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The suspected leaks", body = LeakList),
+        BadRequest, Unauthorized, Forbidden,
+    )
+)]
 pub async fn leaks(
     State(s): State<AppState>,
     caller: Caller,

@@ -9,6 +9,23 @@ use axum::response::IntoResponse;
 
 /// The handler. With tokens configured it needs the admin token (the figures name every
 /// tenant and cache), unless `[auth] metrics_public = true`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "get_metrics",
+    tag = "system",
+    description = "Admin only, unless `[auth] metrics_public = true` (then no token is needed).",
+    security(("bearer" = []), ()),
+    responses(
+        (status = 200, description = "OpenMetrics when `Accept` asks for it, else the Prometheus text format 0.0.4",
+            content(
+                (String = "text/plain"),
+                (String = "application/openmetrics-text"),
+            )),
+        crate::api::doc::Unauthorized,
+        crate::api::doc::Forbidden,
+    )
+)]
 pub async fn metrics(
     State(s): State<AppState>,
     headers: HeaderMap,

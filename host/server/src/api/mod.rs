@@ -6,6 +6,12 @@
 //! manager call on the blocking pool.
 
 mod auth;
+mod body;
+mod bounds;
+mod doc;
+#[cfg(test)]
+mod doc_tests;
+mod entries;
 mod error;
 mod events;
 mod guard;
@@ -17,17 +23,20 @@ mod resources;
 mod system;
 
 pub use auth::{Authenticator, Caller};
+pub use bounds::{int64, int64_opt, valid_tenant};
 pub use error::ApiError;
 
 use crate::daemon::Daemon;
 use crate::metrics::Metrics;
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::{get, post};
 use rmhost_core::host::Host;
 use rmhost_runtime::PolicyRuntime;
 use std::sync::Arc;
 use tokio::sync::watch;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
@@ -44,6 +53,8 @@ pub struct AppState {
     pub profiles: Arc<tokio::sync::Semaphore>,
     /// What `/metrics` encodes, and the HTTP layer's own families.
     pub metrics: Arc<Metrics>,
+    /// The OpenAPI document `GET /openapi.json` serves, as JSON.
+    pub openapi: Arc<str>,
 }
 
 impl FromRef<AppState> for Authenticator {
@@ -52,11 +63,64 @@ impl FromRef<AppState> for Authenticator {
     }
 }
 
+/// Every route with its documented operation. Routes are added only through `routes!`,
+/// which takes a handler's `#[utoipa::path]` (method, path, parameters, bodies, responses),
+/// so the router cannot serve an operation the document lacks (a test checks the converse:
+/// every documented operation is served).
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(doc::ApiDoc::openapi())
+        .routes(routes!(doc::openapi_json))
+        .routes(routes!(system::health))
+        .routes(routes!(system::ready))
+        .routes(routes!(probes::livez))
+        .routes(routes!(probes::readyz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(system::v1_health))
+        .routes(routes!(resources::usage))
+        .routes(routes!(system::profile))
+        .routes(routes!(resources::allocate, resources::list))
+        .routes(routes!(resources::get_one, resources::release))
+        .routes(routes!(resources::renew))
+        .routes(routes!(resources::get_quotas, resources::put_quotas))
+        .routes(routes!(resources::rate_check))
+        .routes(routes!(resources::repair))
+        .routes(routes!(events::stream))
+        .routes(routes!(policies::list))
+        .routes(routes!(policies::reload))
+        .routes(routes!(policies::get_one))
+        .routes(routes!(policies::lift_quarantine))
+        .routes(routes!(policies::bind_default, policies::unbind_default))
+        .routes(routes!(policies::bind_tenant, policies::unbind_tenant))
+        .routes(routes!(system::pools))
+        .routes(routes!(memory::list_caches))
+        .routes(routes!(
+            memory::get_cache,
+            memory::put_cache,
+            memory::delete_cache
+        ))
+        .routes(routes!(
+            entries::get_entry,
+            entries::put_entry,
+            entries::delete_entry
+        ))
+        .routes(routes!(entries::trim))
+        .routes(routes!(memory::memory))
+        .routes(routes!(memory::gc))
+        .routes(routes!(memory::snapshot))
+        .routes(routes!(memory::leaks))
+}
+
+/// The OpenAPI document of [`router`], as `GET /openapi.json` serves it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
 /// The whole API. `stopping` ends long-lived responses (event streams) at shutdown so the
 /// server can drain.
 pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
     let body_limit = usize::try_from(daemon.host.config.http.max_body_bytes).unwrap_or(usize::MAX);
     let state = AppState {
+        openapi: Arc::from(""),
         auth: Authenticator::new(&daemon.host.config.auth),
         host: daemon.host.clone(),
         runtime: daemon.runtime.clone(),
@@ -66,65 +130,17 @@ pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
         )),
         metrics: Arc::new(Metrics::new(daemon.host.clone(), daemon.runtime.clone())),
     };
-    Router::new()
-        .route("/health", get(system::health))
-        .route("/ready", get(system::ready))
-        .route("/livez", get(probes::livez))
-        .route("/readyz", get(probes::readyz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/v1/health", get(system::health))
-        .route("/v1/usage", get(resources::usage))
-        .route("/v1/profile", get(system::profile))
-        .route(
-            "/v1/allocations",
-            post(resources::allocate).get(resources::list),
-        )
-        .route(
-            "/v1/allocations/{id}",
-            get(resources::get_one).delete(resources::release),
-        )
-        .route("/v1/allocations/{id}/renew", post(resources::renew))
-        .route(
-            "/v1/tenants/{tenant}/quotas",
-            get(resources::get_quotas).put(resources::put_quotas),
-        )
-        .route("/v1/ratelimit/check", post(resources::rate_check))
-        .route("/v1/ledger/repair", post(resources::repair))
-        .route("/v1/events", get(events::stream))
-        .route("/v1/policies", get(policies::list))
-        .route("/v1/policies/reload", post(policies::reload))
-        .route("/v1/policies/{name}", get(policies::get_one))
-        .route(
-            "/v1/policies/{name}/lift-quarantine",
-            post(policies::lift_quarantine),
-        )
-        .route(
-            "/v1/policies/default/{kind}",
-            axum::routing::put(policies::bind_default).delete(policies::unbind_default),
-        )
-        .route(
-            "/v1/tenants/{tenant}/policies/{kind}",
-            axum::routing::put(policies::bind_tenant).delete(policies::unbind_tenant),
-        )
-        .route("/v1/pools", get(system::pools))
-        .route("/v1/caches", get(memory::list_caches))
-        .route(
-            "/v1/caches/{name}",
-            get(memory::get_cache)
-                .put(memory::put_cache)
-                .delete(memory::delete_cache),
-        )
-        .route(
-            "/v1/caches/{name}/entries/{key}",
-            get(memory::get_entry)
-                .put(memory::put_entry)
-                .delete(memory::delete_entry),
-        )
-        .route("/v1/caches/{name}/trim", post(memory::trim))
-        .route("/v1/memory", get(memory::memory))
-        .route("/v1/gc", post(memory::gc))
-        .route("/v1/snapshot", get(memory::snapshot))
-        .route("/v1/leaks", get(memory::leaks))
+    let (routes, api) = routes().split_for_parts();
+    // Serialized once: the document is the same for every request.
+    let openapi: Arc<str> = match api.to_json() {
+        Ok(json) => json.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "the OpenAPI document does not serialize");
+            Arc::from("{}")
+        }
+    };
+    let state = AppState { openapi, ..state };
+    routes
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

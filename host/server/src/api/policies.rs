@@ -1,17 +1,17 @@
 //! Policy routes: list loaded policies with their stats and bindings, bind and unbind per
 //! tenant (or the default), reload the watched directory.
 
-use super::{ApiError, AppState, Caller};
-use crate::wire::{BindingAnswer, PolicyInfo, PolicyList, ReloadAnswer};
+use super::body::{JsonBody, JsonObject};
+use super::doc::{BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable};
+use super::{ApiError, AppState, Caller, valid_tenant};
+use crate::wire::{BindingAnswer, ErrorBody, PolicyInfo, PolicyList, ReloadAnswer};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use rmhost_core::host::binding;
 use rmhost_core::policy::PolicyKind;
 use rmhost_runtime::RuntimeError;
 use serde::Deserialize;
-
-type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
@@ -63,6 +63,17 @@ fn kind(raw: &str) -> Result<PolicyKind, ApiError> {
 /// `GET /v1/policies`: loaded policies (kinds, hash, calls, faults, mean and p99 call time,
 /// instance memory) and every binding. A tenant token sees the default bindings and its
 /// own.
+#[utoipa::path(
+    get,
+    path = "/v1/policies",
+    operation_id = "list_policies",
+    tag = "policies",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Loaded policies and the bindings the caller may see", body = PolicyList),
+        Unauthorized,
+    )
+)]
 pub async fn list(State(s): State<AppState>, caller: Caller) -> Json<PolicyList> {
     let rt = &s.runtime;
     let mut bindings = rt.bindings();
@@ -79,6 +90,18 @@ pub async fn list(State(s): State<AppState>, caller: Caller) -> Json<PolicyList>
 }
 
 /// `GET /v1/policies/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/policies/{name}",
+    operation_id = "get_policy",
+    tag = "policies",
+    params(("name" = String, Path, description = "The policy's name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The policy with its stats and the bindings the caller may see", body = PolicyInfo),
+        BadRequest, Unauthorized, NotFound,
+    )
+)]
 pub async fn get_one(
     State(s): State<AppState>,
     caller: Caller,
@@ -106,6 +129,19 @@ fn tenant_view(caller: &Caller, p: &mut PolicyInfo) {
 
 /// `POST /v1/policies/{name}/lift-quarantine` (admin): lifts every quarantine of a policy
 /// (for tenant-less calls and every tenant) without a new version.
+#[utoipa::path(
+    post,
+    path = "/v1/policies/{name}/lift-quarantine",
+    operation_id = "lift_policy_quarantine",
+    tag = "policies",
+    description = "Admin only.",
+    params(("name" = String, Path, description = "The policy's name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The policy, no longer quarantined", body = PolicyInfo),
+        BadRequest, Unauthorized, Forbidden, NotFound,
+    )
+)]
 pub async fn lift_quarantine(
     State(s): State<AppState>,
     caller: Caller,
@@ -118,14 +154,32 @@ pub async fn lift_quarantine(
 }
 
 /// Body of the bind routes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindBody {
+    /// The loaded policy to bind.
     policy: String,
 }
 
 /// `PUT /v1/tenants/{t}/policies/{kind}` `{"policy": NAME}` (admin): binds a policy for one
 /// tenant while every other tenant keeps its own.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant}/policies/{kind}",
+    operation_id = "bind_tenant_policy",
+    tag = "policies",
+    description = "Admin only. Binds a policy for one tenant while every other tenant keeps its own.",
+    params(("tenant" = String, Path, description = "The tenant (1-128 of A-Z a-z 0-9 - _ .)", pattern = "^[A-Za-z0-9._-]{1,128}$"), ("kind" = PolicyKind, Path, description = "The policy kind")),
+    request_body = BindBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The binding as it now is", body = BindingAnswer),
+        BadRequest, Unauthorized, Forbidden, NotFound,
+        (status = 409, description = "The shared state refused to store the binding", body = ErrorBody),
+        BodyRefused,
+        Unavailable,
+    )
+)]
 pub async fn bind_tenant(
     State(s): State<AppState>,
     caller: Caller,
@@ -134,8 +188,9 @@ pub async fn bind_tenant(
 ) -> Result<Json<BindingAnswer>, ApiError> {
     let Path((tenant, k)) = p?;
     caller.admin()?;
+    valid_tenant(&tenant)?;
     let k = kind(&k)?;
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
     bind(&s, Some(tenant.clone()), k, Some(b.policy.clone())).await?;
     Ok(Json(BindingAnswer {
         tenant: Some(tenant),
@@ -145,6 +200,21 @@ pub async fn bind_tenant(
 }
 
 /// `DELETE /v1/tenants/{t}/policies/{kind}` (admin): back to the default binding.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/policies/{kind}",
+    operation_id = "unbind_tenant_policy",
+    tag = "policies",
+    description = "Admin only. The tenant goes back to the default binding.",
+    params(("tenant" = String, Path, description = "The tenant (1-128 of A-Z a-z 0-9 - _ .)", pattern = "^[A-Za-z0-9._-]{1,128}$"), ("kind" = PolicyKind, Path, description = "The policy kind")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The binding as it now is", body = BindingAnswer),
+        BadRequest, Unauthorized, Forbidden, NotFound,
+        (status = 409, description = "The shared state refused to store the binding", body = ErrorBody),
+        Unavailable,
+    )
+)]
 pub async fn unbind_tenant(
     State(s): State<AppState>,
     caller: Caller,
@@ -152,6 +222,7 @@ pub async fn unbind_tenant(
 ) -> Result<Json<BindingAnswer>, ApiError> {
     let Path((tenant, k)) = p?;
     caller.admin()?;
+    valid_tenant(&tenant)?;
     let k = kind(&k)?;
     bind(&s, Some(tenant.clone()), k, None).await?;
     Ok(Json(BindingAnswer {
@@ -162,6 +233,23 @@ pub async fn unbind_tenant(
 }
 
 /// `PUT /v1/policies/default/{kind}` `{"policy": NAME}` (admin): the default binding.
+#[utoipa::path(
+    put,
+    path = "/v1/policies/default/{kind}",
+    operation_id = "bind_default_policy",
+    tag = "policies",
+    description = "Admin only. The default binding.",
+    params(("kind" = PolicyKind, Path, description = "The policy kind")),
+    request_body = BindBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The binding as it now is", body = BindingAnswer),
+        BadRequest, Unauthorized, Forbidden, NotFound,
+        (status = 409, description = "The shared state refused to store the binding", body = ErrorBody),
+        BodyRefused,
+        Unavailable,
+    )
+)]
 pub async fn bind_default(
     State(s): State<AppState>,
     caller: Caller,
@@ -171,7 +259,7 @@ pub async fn bind_default(
     let Path(k) = p?;
     caller.admin()?;
     let k = kind(&k)?;
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
     bind(&s, None, k, Some(b.policy.clone())).await?;
     Ok(Json(BindingAnswer {
         tenant: None,
@@ -181,6 +269,21 @@ pub async fn bind_default(
 }
 
 /// `DELETE /v1/policies/default/{kind}` (admin): the native default again.
+#[utoipa::path(
+    delete,
+    path = "/v1/policies/default/{kind}",
+    operation_id = "unbind_default_policy",
+    tag = "policies",
+    description = "Admin only. Back to the native default.",
+    params(("kind" = PolicyKind, Path, description = "The policy kind")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The binding as it now is", body = BindingAnswer),
+        BadRequest, Unauthorized, Forbidden, NotFound,
+        (status = 409, description = "The shared state refused to store the binding", body = ErrorBody),
+        Unavailable,
+    )
+)]
 pub async fn unbind_default(
     State(s): State<AppState>,
     caller: Caller,
@@ -198,6 +301,18 @@ pub async fn unbind_default(
 }
 
 /// `POST /v1/policies/reload` (admin): re-reads the watched directory now.
+#[utoipa::path(
+    post,
+    path = "/v1/policies/reload",
+    operation_id = "reload_policies",
+    tag = "policies",
+    description = "Admin only. Re-reads the watched policy directory now.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What happened to each file", body = ReloadAnswer),
+        Unauthorized, Forbidden,
+    )
+)]
 pub async fn reload(
     State(s): State<AppState>,
     caller: Caller,

@@ -14,11 +14,34 @@ use rmhost_core::health::HealthStatus;
 type Check = (&'static str, Result<(), String>);
 
 /// `GET /livez[?verbose]`: 200 while the process serves requests.
+#[utoipa::path(
+    get,
+    path = "/livez",
+    operation_id = "get_livez",
+    tag = "system",
+    security(()),
+    params(("verbose" = Option<String>, Query, description = "Present (with any value or none): one line per check")),
+    responses(
+        (status = 200, description = "`ok`, or with `verbose` one line per check", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn livez(query: RawQuery) -> Response {
     render("livez", &[("ping", Ok(()))], verbose(&query))
 }
 
 /// `GET /readyz[?verbose]`: 200 when serving and the shared state is reachable, else 503.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "get_readyz",
+    tag = "system",
+    security(()),
+    params(("verbose" = Option<String>, Query, description = "Present (with any value or none): one line per check")),
+    responses(
+        (status = 200, description = "`ok`, or with `verbose` one line per check", body = String, content_type = "text/plain"),
+        (status = 503, description = "Not serving yet, draining, or the shared state is unreachable; one line per check", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn readyz(State(s): State<AppState>, query: RawQuery) -> Response {
     let serving = if s.host.is_ready() {
         Ok(())

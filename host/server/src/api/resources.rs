@@ -1,9 +1,11 @@
 //! Allocation, quota, usage and rate-limit routes.
 
-use super::{ApiError, AppState, Caller};
-use crate::wire::{QuotaEntry, Quotas, RateDecision, RepairReport, UsageReport};
+use super::body::{JsonBody, JsonObject};
+use super::doc::{BadRequest, BodyRefused, Forbidden, NotFound, Unauthorized, Unavailable};
+use super::{ApiError, AppState, Caller, int64, int64_opt, valid_tenant};
+use crate::wire::{ErrorBody, QuotaEntry, Quotas, RateDecision, RepairReport, UsageReport};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,8 +13,6 @@ use rmhost_core::host::RateCheckError;
 use rmhost_core::policy::ResourceKind;
 use rmhost_core::resources::{Allocation, AllocationFilter, AllocationRequest};
 use serde::{Deserialize, Serialize};
-
-type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 /// Runs a manager call that may reach a Wasm policy on the blocking pool.
 async fn blocking<T: Send + 'static>(
@@ -24,13 +24,30 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `POST /v1/allocations` -> 201 with the allocation.
+#[utoipa::path(
+    post,
+    path = "/v1/allocations",
+    operation_id = "allocate",
+    tag = "resources",
+    description = "Grants an allocation against a tenant's quota (a tenant token: its own tenant only).",
+    request_body = AllocationRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Granted", body = Allocation),
+        BadRequest, Unauthorized, Forbidden,
+        (status = 409, description = "Over the tenant's quota or the global limit, or denied by the quota policy (`quota_exceeded`, `limit_exceeded`)", body = ErrorBody),
+        BodyRefused, Unavailable,
+    )
+)]
 pub async fn allocate(
     State(s): State<AppState>,
     caller: Caller,
     body: JsonBody<AllocationRequest>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body?;
+    let JsonObject(req) = body?;
     caller.check(&req.tenant)?;
+    int64("amount", req.amount)?;
+    int64_opt("ttl_ms", req.ttl_ms)?;
     let m = s.host.resources.clone();
     let a = blocking(move || m.allocate(req)).await??;
     Ok((StatusCode::CREATED, Json(a)).into_response())
@@ -38,11 +55,12 @@ pub async fn allocate(
 
 fn parse_id(p: Result<Path<String>, PathRejection>) -> Result<u64, ApiError> {
     let Path(raw) = p?;
-    raw.parse::<u64>().map_err(|_| {
+    let id = raw.parse::<u64>().map_err(|_| {
         ApiError::invalid(format!(
             "id: {raw:?} is not an allocation id (a positive integer)"
         ))
-    })
+    })?;
+    int64("id", id)
 }
 
 fn visible(caller: &Caller, a: &Allocation) -> Result<(), ApiError> {
@@ -59,6 +77,18 @@ fn visible(caller: &Caller, a: &Allocation) -> Result<(), ApiError> {
 }
 
 /// `GET /v1/allocations/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/allocations/{id}",
+    operation_id = "get_allocation",
+    tag = "resources",
+    params(("id" = u64, Path, description = "The allocation's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The allocation", body = Allocation),
+        BadRequest, Unauthorized, NotFound, Unavailable,
+    )
+)]
 pub async fn get_one(
     State(s): State<AppState>,
     caller: Caller,
@@ -74,6 +104,18 @@ pub async fn get_one(
 }
 
 /// `DELETE /v1/allocations/{id}`; a second release is 404.
+#[utoipa::path(
+    delete,
+    path = "/v1/allocations/{id}",
+    operation_id = "release_allocation",
+    tag = "resources",
+    params(("id" = u64, Path, description = "The allocation's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Released (a second release is 404)", body = Allocation),
+        BadRequest, Unauthorized, NotFound, Unavailable,
+    )
+)]
 pub async fn release(
     State(s): State<AppState>,
     caller: Caller,
@@ -92,6 +134,18 @@ pub async fn release(
 }
 
 /// `POST /v1/allocations/{id}/renew`.
+#[utoipa::path(
+    post,
+    path = "/v1/allocations/{id}/renew",
+    operation_id = "renew_allocation",
+    tag = "resources",
+    params(("id" = u64, Path, description = "The allocation's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The lease, renewed", body = Allocation),
+        BadRequest, Unauthorized, NotFound, Unavailable,
+    )
+)]
 pub async fn renew(
     State(s): State<AppState>,
     caller: Caller,
@@ -111,6 +165,18 @@ pub async fn renew(
 
 /// `POST /v1/ledger/repair` (admin): recomputes the ledger's counters from the live
 /// allocations (drift repair, as at start) and answers how many were wrong.
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/repair",
+    operation_id = "repair_ledger",
+    tag = "resources",
+    description = "Admin only.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The counters recomputed", body = RepairReport),
+        Unauthorized, Forbidden, Unavailable,
+    )
+)]
 pub async fn repair(
     State(s): State<AppState>,
     caller: Caller,
@@ -126,21 +192,47 @@ pub async fn repair(
 }
 
 /// Query of `GET /v1/allocations`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this tenant's (a tenant token: its own, the default).
+    #[param(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     tenant: Option<String>,
+    /// Only this kind.
+    #[param(inline)]
     kind: Option<ResourceKind>,
+    /// Only this owner's.
+    #[param(max_length = 256)]
     owner: Option<String>,
 }
 
 /// `GET /v1/allocations?tenant=T&kind=K&owner=O`. A tenant token lists its own only.
+#[utoipa::path(
+    get,
+    path = "/v1/allocations",
+    operation_id = "list_allocations",
+    tag = "resources",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The live allocations that match", body = Vec<Allocation>),
+        BadRequest, Unauthorized, Forbidden, Unavailable,
+    )
+)]
 pub async fn list(
     State(s): State<AppState>,
     caller: Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Allocation>>, ApiError> {
     let Query(q) = q?;
+    if let Some(t) = &q.tenant {
+        valid_tenant(t)?;
+    }
+    if let Some(o) = &q.owner {
+        rmhost_core::limits::check_len("owner", o, rmhost_core::limits::MAX_OWNER_LEN)
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+    }
     let tenant = match (caller.tenant(), q.tenant) {
         (Some(own), Some(asked)) if own != asked => {
             return Err(ApiError::forbidden(format!(
@@ -161,20 +253,32 @@ pub async fn list(
 
 /// Body of `PUT /v1/tenants/{t}/quotas`: a limit per kind; `null` removes one, an absent
 /// key leaves it as it is.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaBody {
+    /// Bytes.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u64>)]
     memory: Option<Option<u64>>,
+    /// Millicores.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u64>)]
     cpu: Option<Option<u64>>,
+    /// Open connections.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u64>)]
     connections: Option<Option<u64>>,
+    /// Requests.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u64>)]
     requests: Option<Option<u64>>,
+    /// Open file handles.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u64>)]
     file_handles: Option<Option<u64>>,
+    /// The tenant's rate limit, requests per minute (at least 1).
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 4_294_967_295_i64)]
     requests_per_minute: Option<Option<u32>>,
 }
 
@@ -194,6 +298,20 @@ mod double_option {
 }
 
 /// `PUT /v1/tenants/{t}/quotas` (admin only).
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tenant}/quotas",
+    operation_id = "put_quotas",
+    tag = "resources",
+    description = "Admin only. A limit per kind; `null` removes one, an absent key leaves it as it is.",
+    params(("tenant" = String, Path, description = "The tenant (1-128 of A-Z a-z 0-9 - _ .)", pattern = "^[A-Za-z0-9._-]{1,128}$")),
+    request_body = QuotaBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tenant's quotas now", body = Quotas),
+        BadRequest, Unauthorized, Forbidden, BodyRefused, Unavailable,
+    )
+)]
 pub async fn put_quotas(
     State(s): State<AppState>,
     caller: Caller,
@@ -202,7 +320,17 @@ pub async fn put_quotas(
 ) -> Result<Json<Quotas>, ApiError> {
     let Path(tenant) = p?;
     caller.admin()?;
-    let Json(b) = body?;
+    valid_tenant(&tenant)?;
+    let JsonObject(b) = body?;
+    for (field, v) in [
+        ("memory", b.memory),
+        ("cpu", b.cpu),
+        ("connections", b.connections),
+        ("requests", b.requests),
+        ("file_handles", b.file_handles),
+    ] {
+        int64_opt(field, v.flatten())?;
+    }
     if b.requests_per_minute == Some(Some(0)) {
         return Err(ApiError::invalid("requests_per_minute: must be at least 1"));
     }
@@ -230,6 +358,18 @@ pub async fn put_quotas(
 }
 
 /// `GET /v1/tenants/{t}/quotas`: limits and current use per kind.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/quotas",
+    operation_id = "get_quotas",
+    tag = "resources",
+    params(("tenant" = String, Path, description = "The tenant (1-128 of A-Z a-z 0-9 - _ .)", pattern = "^[A-Za-z0-9._-]{1,128}$")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Limits and current use per kind", body = Quotas),
+        BadRequest, Unauthorized, Forbidden, Unavailable,
+    )
+)]
 pub async fn get_quotas(
     State(s): State<AppState>,
     caller: Caller,
@@ -265,22 +405,41 @@ async fn quotas_of(s: &AppState, tenant: &str) -> Result<Quotas, ApiError> {
 }
 
 /// Body of `POST /v1/ratelimit/check`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateBody {
+    /// The tenant to count the request against.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,128}$")]
     tenant: String,
+    /// How many requests this one counts as (default 1).
     #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 4_294_967_295_i64)]
     cost: Option<u32>,
 }
 
 /// `POST /v1/ratelimit/check`: 200 `{"allowed": true, ...}`, or 429 `rate_limited` with
 /// `Retry-After` and the same fields.
+#[utoipa::path(
+    post,
+    path = "/v1/ratelimit/check",
+    operation_id = "check_rate_limit",
+    tag = "resources",
+    request_body = RateBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Allowed", body = RateDecision),
+        BadRequest, Unauthorized, Forbidden, BodyRefused,
+        (status = 429, description = "`rate_limited`: over the tenant's limit; the body also carries the decision's fields", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        Unavailable,
+    )
+)]
 pub async fn rate_check(
     State(s): State<AppState>,
     caller: Caller,
     body: JsonBody<RateBody>,
 ) -> Result<Json<RateDecision>, ApiError> {
-    let Json(b) = body?;
+    let JsonObject(b) = body?;
     caller.check(&b.tenant)?;
     let cost = b.cost.unwrap_or(1);
     let d = s
@@ -313,6 +472,17 @@ pub async fn rate_check(
 }
 
 /// `GET /v1/usage`: telemetry plus the ledger (a tenant token sees its own tenant only).
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    operation_id = "get_usage",
+    tag = "resources",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "System and process figures and the ledger (a tenant token: its own tenant only)", body = UsageReport),
+        Unauthorized, Unavailable,
+    )
+)]
 pub async fn usage(
     State(s): State<AppState>,
     caller: Caller,

@@ -5,14 +5,14 @@ use rmhost_core::memory::Leak;
 use serde::{Deserialize, Serialize};
 
 /// `DELETE /v1/caches/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CacheDeleted {
     /// The cache removed.
     pub deleted: String,
 }
 
 /// `PUT /v1/caches/{name}/entries/{key}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntryStored {
     /// The cache.
     pub cache: String,
@@ -25,7 +25,7 @@ pub struct EntryStored {
 }
 
 /// `GET /v1/caches/{name}/entries/{key}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntryValue {
     /// The cache.
     pub cache: String,
@@ -37,7 +37,7 @@ pub struct EntryValue {
 }
 
 /// `DELETE /v1/caches/{name}/entries/{key}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntryRemoved {
     /// The cache.
     pub cache: String,
@@ -48,7 +48,7 @@ pub struct EntryRemoved {
 }
 
 /// `POST /v1/caches/{name}/trim`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Trimmed {
     /// The cache.
     pub cache: String,
@@ -57,7 +57,7 @@ pub struct Trimmed {
 }
 
 /// `GET /v1/leaks`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeakList {
     /// The suspected leaks.
     pub leaks: Vec<Leak>,

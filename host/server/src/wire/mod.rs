@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 /// The body of every error answer: `{"error": CODE, "message": TEXT, ...}`. Some errors
 /// carry more fields (a 429 carries the rate decision); they are kept in `details`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code (`invalid_request`, `not_found`, `quota_exceeded`...).
     pub error: String,

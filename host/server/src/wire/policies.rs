@@ -5,7 +5,7 @@ use rmhost_runtime::{BindingInfo, PolicyInfo, ReloadOutcome};
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/policies`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyList {
     /// Loaded policies with their stats.
     pub policies: Vec<PolicyInfo>,
@@ -16,7 +16,7 @@ pub struct PolicyList {
 }
 
 /// The bind and unbind routes: the binding as it now is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BindingAnswer {
     /// The tenant, or `None` for the default binding.
     pub tenant: Option<String>,
@@ -27,7 +27,7 @@ pub struct BindingAnswer {
 }
 
 /// `POST /v1/policies/reload`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReloadAnswer {
     /// What happened to each file.
     pub outcomes: Vec<ReloadOutcome>,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 /// `GET /v1/usage`: the telemetry's fields at the top level plus the ledger under
 /// `allocations`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UsageReport {
     /// System and process figures.
     #[serde(flatten)]
@@ -21,7 +21,7 @@ pub struct UsageReport {
 }
 
 /// One kind's quota and use in [`Quotas`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QuotaEntry {
     /// The tenant's limit, if any.
     pub limit: Option<u64>,
@@ -34,7 +34,7 @@ pub struct QuotaEntry {
 }
 
 /// `GET` and `PUT /v1/tenants/{t}/quotas`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Quotas {
     /// The tenant.
     pub tenant: String,
@@ -45,7 +45,7 @@ pub struct Quotas {
 }
 
 /// `POST /v1/ledger/repair`: counters recomputed from the live allocations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RepairReport {
     /// The ledger repaired (`memory` or `postgres`).
     pub ledger: String,

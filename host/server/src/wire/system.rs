@@ -6,14 +6,14 @@ use rmhost_core::telemetry::Usage;
 use serde::{Deserialize, Serialize};
 
 /// `GET /ready`: 200 `{"ready": true}` while serving, 503 `{"ready": false}` otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ready {
     /// Whether the daemon serves.
     pub ready: bool,
 }
 
 /// One profile point.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProfilePoint {
     /// Milliseconds since the profile started.
     pub t_ms: u64,
@@ -22,7 +22,7 @@ pub struct ProfilePoint {
 }
 
 /// `GET /v1/profile`: the usage time series `rmhost profile` records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Profile {
     /// How long it sampled, ms.
     pub duration_ms: u64,
@@ -33,7 +33,7 @@ pub struct Profile {
 }
 
 /// `GET /v1/pools`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PoolList {
     /// Every pool's metrics.
     pub pools: Vec<PoolMetrics>,
