@@ -11,6 +11,7 @@ mod lifecycle;
 mod memory;
 mod observability;
 mod ops;
+mod otlp;
 mod policies;
 mod pools;
 mod rls_envoy;
