@@ -253,7 +253,7 @@ fn a_bad_otel_value_stops_the_daemon_at_startup() {
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "collector:4317",
-            "http:// or https://",
+            "expected an http:// URL",
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();

@@ -242,17 +242,24 @@ pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Settings>
     }))
 }
 
-/// An `http://` or `https://` URL with a host (and, for gRPC, nothing after the port but
-/// an optional `/`: the path is the service's, not the endpoint's).
+/// An `http://` URL with a host (and, for gRPC, nothing after the port but an optional
+/// `/`: the path is the service's, not the endpoint's). `https://` is refused by name:
+/// the exporter is built without TLS (it would pull a second TLS setup into tonic, which
+/// the rate-limit service does not need); send to a collector or agent on the host or
+/// pod network, which forwards over TLS.
 fn check_endpoint(name: &'static str, v: &str) -> Result<(), OtelError> {
-    let Some(rest) = v
-        .strip_prefix("http://")
-        .or_else(|| v.strip_prefix("https://"))
-    else {
+    if v.starts_with("https://") {
         return Err(invalid(
             name,
             v,
-            "expected an http:// or https:// URL, e.g. http://127.0.0.1:4317",
+            "this build exports without TLS: point it at a local collector over http://",
+        ));
+    }
+    let Some(rest) = v.strip_prefix("http://") else {
+        return Err(invalid(
+            name,
+            v,
+            "expected an http:// URL, e.g. http://127.0.0.1:4317",
         ));
     };
     let authority = rest.trim_end_matches('/');

@@ -46,7 +46,7 @@ fn the_traces_endpoint_wins_over_the_general_one() {
         EP,
         (
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            "https://collector:4317/",
+            "http://collector:4317/",
         ),
         ("OTEL_SERVICE_NAME", "edge-7"),
         ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
@@ -54,7 +54,7 @@ fn the_traces_endpoint_wins_over_the_general_one() {
     ])
     .unwrap()
     .expect("on");
-    assert_eq!(s.endpoint, "https://collector:4317/");
+    assert_eq!(s.endpoint, "http://collector:4317/");
     assert_eq!(s.endpoint_var, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     assert_eq!(s.service_name, "edge-7");
     assert_eq!(s.sampler, SamplerChoice::ParentRatio(0.25));
@@ -73,7 +73,7 @@ fn disabled_or_exporter_none_turns_an_endpoint_off() {
 
 #[test]
 fn bad_values_name_the_variable_even_when_traces_are_off() {
-    let cases: [(&[(&str, &str)], &str); 12] = [
+    let cases: [(&[(&str, &str)], &str); 13] = [
         (&[("OTEL_SDK_DISABLED", "yes")], "OTEL_SDK_DISABLED=\"yes\""),
         (
             &[("OTEL_TRACES_EXPORTER", "jaeger")],
@@ -103,7 +103,11 @@ fn bad_values_name_the_variable_even_when_traces_are_off() {
         ),
         (
             &[("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4317")],
-            "http:// or https://",
+            "expected an http:// URL",
+        ),
+        (
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4317")],
+            "without TLS",
         ),
         (
             &[(
