@@ -47,6 +47,12 @@ impl Daemon {
             .env("RMHOST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // Traces only where a test asks for them (`otlp`), never from the runner's env.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("OTEL_") {
+                cmd.env_remove(k);
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -12,6 +12,7 @@ mod memory;
 mod observability;
 mod openapi;
 mod ops;
+mod otlp;
 mod policies;
 mod pools;
 mod rls_envoy;

@@ -222,3 +222,65 @@ async fn grpc_on_one_host_and_http_on_another_share_one_redis_limit() {
     }
     assert_eq!(allowed, 4, "one limit of 4 across gRPC on a and HTTP on b");
 }
+
+#[tokio::test]
+async fn connections_over_the_grpc_cap_are_closed_at_accept_and_counted() {
+    let d = Daemon::start(
+        "[grpc]\nlisten = \"127.0.0.1:0\"\nmax_connections = 2\n",
+        &[],
+        &[],
+    );
+    let url = format!("http://{}", d.grpc_addr.as_deref().unwrap());
+    // Two connections, each proven open by a call: the cap is reached.
+    let mut a = client(&d).await;
+    let mut b = client(&d).await;
+    for c in [&mut a, &mut b] {
+        call(c, None, request("acme", None))
+            .await
+            .expect("a call within the cap");
+    }
+    // A third is closed at accept: its connect or its call fails.
+    let third = match RateLimitServiceClient::connect(url.clone()).await {
+        Err(e) => Err(e.to_string()),
+        Ok(mut c) => call(&mut c, None, request("acme", None))
+            .await
+            .map_err(|s| s.to_string()),
+    };
+    assert!(third.is_err(), "a third connection was served: {third:?}");
+    // The two open ones are still served.
+    for c in [&mut a, &mut b] {
+        call(c, None, request("acme", None))
+            .await
+            .expect("an open connection after the refusal");
+    }
+    let (_, metrics) = d.text("/metrics").await;
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rmhost_grpc_connections_refused_total "))
+        .unwrap_or_else(|| panic!("no rmhost_grpc_connections_refused_total in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(refused >= 1, "refusals counted: {refused}");
+    let (_, usage) = d.get("/v1/usage").await;
+    let in_usage = usage["connections"]["grpc_refused"].as_u64();
+    assert!(in_usage >= Some(refused), "/v1/usage: {in_usage:?}");
+
+    // Closing one frees its place; the server learns of the close asynchronously, so
+    // a new connection is tried until one is served (bounded: only a hang fails here).
+    drop(a);
+    let mut served = false;
+    for _ in 0..200 {
+        if let Ok(mut c) = RateLimitServiceClient::connect(url.clone()).await
+            && call(&mut c, None, request("acme", None)).await.is_ok()
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        served,
+        "no connection was served after one of the two closed"
+    );
+}

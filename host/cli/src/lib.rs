@@ -12,11 +12,13 @@
 //! | `client` | the HTTP client of the daemon's API, its errors and exit codes |
 //! | `report`, `policy`, `memory`, `profile` | the client verbs (and offline `sim`) |
 //! | `monitor` | the `rmhost monitor` TUI (ratatui) |
+//! | `otel` | the daemon's optional OTLP traces: `OTEL_*` variables, the exporter layer, the flush at exit |
 
 mod client;
 mod config_cmd;
 mod memory;
 mod monitor;
+pub mod otel;
 mod policy;
 mod profile;
 mod report;

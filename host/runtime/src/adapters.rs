@@ -23,6 +23,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use super::registry::{PolicyRuntime, PolicySlot, Shared};
+use super::span;
 use super::version::{EvictionInst, Fault, PolicyVersion};
 use rmhost_core::policy::{
     CacheStat, EvictionPolicy, Holder, NativeLru, NativePressure, NativePriority, NativeQuota,
@@ -85,10 +86,12 @@ impl Resolver {
         call: impl FnOnce(&PolicyVersion) -> Result<(R, usize), Fault>,
     ) -> Option<R> {
         let (slot, v) = self.0.resolve(tenant, kind)?;
+        let span = span::call_span(&slot.name, kind);
         let t = Instant::now();
         let res = call(&v);
         let mem = res.as_ref().ok().map(|(_, m)| *m);
         slot.stats.record(t.elapsed(), mem);
+        span::outcome(&span, res.as_ref().err());
         match res {
             Ok((r, _)) => Some(r),
             Err(f) => {
@@ -313,9 +316,20 @@ impl WasmEviction {
         self.fed = false;
     }
 
-    /// One call on the Wasm instance (built first if there is none): `observe`, or
-    /// `next-victims` when `ask` is a run.
+    /// One call on the Wasm instance (built first if there is none), in its span:
+    /// `observe`, or `next-victims` when `ask` is a run.
     fn call_wasm(&mut self, events: &[u64], ask: Ask) -> Result<Vec<u64>, Fault> {
+        let Active::Wasm { version, .. } = &self.active else {
+            return Ok(Vec::new());
+        };
+        let span = span::call_span(version.name(), PolicyKind::Eviction);
+        let res = self.call_wasm_timed(events, ask);
+        span::outcome(&span, res.as_ref().err());
+        res
+    }
+
+    /// The call itself, timed into the policy's stats.
+    fn call_wasm_timed(&mut self, events: &[u64], ask: Ask) -> Result<Vec<u64>, Fault> {
         let Active::Wasm { version, inst, .. } = &mut self.active else {
             return Ok(Vec::new());
         };

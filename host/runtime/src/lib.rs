@@ -15,7 +15,7 @@
 //! per policy and tenant), `adapters` (the trait implementations), `provider` (the runtime
 //! as the host's `PolicyProvider`), `check` (`rmhost policy check`), `timing` (its per-call
 //! p50/p99 under the real deadline), `samples` (their inputs, shared with the smoke call),
-//! `watch` (hot reload), `stats`.
+//! `span` (one `tracing` span per guest call, for OTLP traces), `watch` (hot reload), `stats`.
 //!
 //! **Blocking**: every guest call is synchronous and may block its thread for up to the
 //! policy's deadline (default 10 ms, plus one 1 ms epoch tick). Async callers must wrap
@@ -35,6 +35,7 @@ mod health;
 mod provider;
 mod registry;
 mod samples;
+mod span;
 mod stats;
 mod timing;
 mod version;
@@ -45,6 +46,7 @@ mod tests;
 
 pub use check::{CheckReport, ConformanceReport};
 pub use registry::{BindingInfo, PolicyInfo, PolicyRuntime};
+pub use span::TARGET as SPAN_TARGET;
 pub use stats::{CallHistogram, PolicyMetrics};
 pub use timing::{CallTiming, MAX_MISSED, TIMED_CALLS};
 pub use watch::{DEBOUNCE, ReloadAction, ReloadOutcome, WatchHandle};

@@ -35,6 +35,7 @@
 //! [grpc]                               # Envoy's rate-limit service; off unless listen is set
 //! listen = "127.0.0.1:8081"
 //! tenant_key = "tenant"                # the descriptor entry naming the tenant
+//! max_connections = 512                # plus max_concurrent_streams (per connection)
 //!
 //! [auth]
 //! admin_token_sha256 = "<64 hex chars>"        # see hash_token()
@@ -377,6 +378,12 @@ pub struct Grpc {
     pub tenant_key: String,
     /// The one rate-limit domain served; unset accepts any (Envoy's filter `domain`).
     pub domain: Option<String>,
+    /// Open connections served at once; more are closed at accept, as `[http]
+    /// max_connections` does for the API (Envoy keeps a few multiplexed ones).
+    pub max_connections: u32,
+    /// Calls in flight at once on one connection (HTTP/2 `MAX_CONCURRENT_STREAMS`): with
+    /// `max_connections` it bounds the checks the service works on at once.
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for Grpc {
@@ -385,6 +392,8 @@ impl Default for Grpc {
             listen: None,
             tenant_key: "tenant".into(),
             domain: None,
+            max_connections: 512,
+            max_concurrent_streams: 128,
         }
     }
 }

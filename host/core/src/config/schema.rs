@@ -73,6 +73,8 @@ pub(crate) const KEYS: &[(&str, Kind)] = &[
     ("grpc.listen", Kind::Addr),
     ("grpc.tenant_key", Kind::Str),
     ("grpc.domain", Kind::Str),
+    ("grpc.max_connections", U32),
+    ("grpc.max_concurrent_streams", U32),
     ("auth.admin_token_sha256", Kind::Str),
     ("auth.metrics_public", Kind::Bool),
     ("auth.tenants.*.token_sha256", Kind::Str),

@@ -428,6 +428,8 @@ fn grpc_is_off_by_default_and_set_from_file_env_or_cli() {
     let c = Config::default();
     assert_eq!(c.grpc.listen, None);
     assert_eq!(c.grpc.tenant_key, "tenant");
+    assert_eq!(c.grpc.max_connections, 512, "as many as [http]");
+    assert_eq!(c.grpc.max_concurrent_streams, 128);
     let printed = render(&Loaded::defaults(), Format::Toml);
     assert!(printed.contains("[grpc]"), "{printed}");
     assert!(printed.contains("# listen = (unset)"), "{printed}");

@@ -175,6 +175,11 @@ fn cross_field_rules_show_both_values() {
 fn zero_and_ranges() {
     for (text, key) in [
         ("[limits]\nmax_connections = 0\n", "limits.max_connections"),
+        ("[grpc]\nmax_connections = 0\n", "grpc.max_connections"),
+        (
+            "[grpc]\nmax_concurrent_streams = 0\n",
+            "grpc.max_concurrent_streams",
+        ),
         ("[limits]\nmax_memory_mb = 0\n", "limits.max_memory_mb"),
         (
             "[monitoring]\nsample_interval_ms = 0\n",

@@ -18,8 +18,14 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
     let mon = &config.monitoring;
     let pol = &config.policies;
     let http = &config.http;
-    let non_zero: [(&str, u64); 23] = [
+    let grpc = &config.grpc;
+    let non_zero: [(&str, u64); 25] = [
         ("http.max_connections", http.max_connections.into()),
+        ("grpc.max_connections", grpc.max_connections.into()),
+        (
+            "grpc.max_concurrent_streams",
+            grpc.max_concurrent_streams.into(),
+        ),
         ("http.header_read_timeout_ms", http.header_read_timeout_ms),
         ("http.max_body_bytes", http.max_body_bytes),
         ("http.max_profiles", http.max_profiles.into()),
@@ -183,7 +189,6 @@ pub(crate) fn validate(config: &Config, origin: Origin<'_>) -> Result<(), Config
             "a non-empty prefix without braces",
         ));
     }
-    let grpc = &config.grpc;
     if grpc.tenant_key.trim().is_empty() {
         return Err(bad(
             "grpc.tenant_key",

@@ -83,6 +83,7 @@ pub(crate) struct Counters {
     pub(crate) active_connections: AtomicU64,
     pub(crate) total_connections: AtomicU64,
     pub(crate) refused_connections: AtomicU64,
+    pub(crate) refused_grpc_connections: AtomicU64,
     pub(crate) total_requests: AtomicU64,
     pub(crate) window: RequestWindow,
 }
@@ -94,6 +95,7 @@ impl Counters {
             active_connections: AtomicU64::new(0),
             total_connections: AtomicU64::new(0),
             refused_connections: AtomicU64::new(0),
+            refused_grpc_connections: AtomicU64::new(0),
             total_requests: AtomicU64::new(0),
             window: RequestWindow::new(),
         }

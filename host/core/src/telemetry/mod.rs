@@ -99,6 +99,10 @@ pub struct ConnectionUsage {
     /// Refused at accept since start (the daemon's `[http] max_connections` were open).
     #[serde(default)]
     pub refused: u64,
+    /// Refused at accept by the rate-limit service since start (its `[grpc]
+    /// max_connections` were open).
+    #[serde(default)]
+    pub grpc_refused: u64,
 }
 
 /// Request counters.
@@ -258,6 +262,7 @@ impl Telemetry {
                 active: c.active_connections.load(Ordering::Relaxed),
                 total: c.total_connections.load(Ordering::Relaxed),
                 refused: c.refused_connections.load(Ordering::Relaxed),
+                grpc_refused: c.refused_grpc_connections.load(Ordering::Relaxed),
             },
             requests: RequestUsage {
                 per_minute: c.requests_per_minute(),
@@ -304,6 +309,15 @@ impl Telemetry {
         self.inner
             .counters
             .refused_connections
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection to the gRPC rate-limit service refused at accept (over
+    /// `[grpc] max_connections`).
+    pub fn grpc_connection_refused(&self) {
+        self.inner
+            .counters
+            .refused_grpc_connections
             .fetch_add(1, Ordering::Relaxed);
     }
 

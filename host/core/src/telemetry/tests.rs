@@ -167,12 +167,16 @@ fn telemetry_counters_follow_the_clock() {
     t.connection_opened();
     t.connection_closed();
     t.connection_closed(); // unmatched: stays at 0
+    t.connection_refused();
+    t.grpc_connection_refused();
+    t.grpc_connection_refused();
     assert_eq!(
         t.usage().connections,
         ConnectionUsage {
             active: 0,
             total: 3,
-            refused: 0
+            refused: 1,
+            grpc_refused: 2,
         }
     );
 }

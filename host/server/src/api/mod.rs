@@ -20,11 +20,13 @@ mod metrics;
 mod policies;
 mod probes;
 mod resources;
+mod span;
 mod system;
 
 pub use auth::{Authenticator, Caller};
 pub use bounds::{int64, int64_opt, valid_tenant};
 pub use error::ApiError;
+pub use span::TARGET as SPAN_TARGET;
 
 use crate::daemon::Daemon;
 use crate::metrics::Metrics;
@@ -156,6 +158,8 @@ pub fn router(daemon: Arc<Daemon>, stopping: watch::Receiver<bool>) -> Router {
             state.metrics.clone(),
             crate::metrics::http::track,
         ))
+        // The request's trace span, around everything the metrics see.
+        .layer(axum::middleware::from_fn(span::trace))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

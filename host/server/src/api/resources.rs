@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
+    super::span::in_current_span(f)
         .await
         .map_err(ApiError::internal)
 }

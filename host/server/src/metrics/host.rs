@@ -72,6 +72,13 @@ fn system(w: &mut DescriptorEncoder, host: &Host) -> fmt::Result {
     gauge(w, "requests_per_minute", help, u.requests.per_minute)?;
     let help = "Connections closed at accept because [http] max_connections were open.";
     counter(w, "http_connections_refused", help, u.connections.refused)?;
+    let help = "Connections closed at accept because [grpc] max_connections were open.";
+    counter(
+        w,
+        "grpc_connections_refused",
+        help,
+        u.connections.grpc_refused,
+    )?;
     let help = "File handles the process holds open.";
     gauge(w, "open_file_handles", help, u.file_handles.open)?;
     let limit = u.file_handles.limit.map_or(f64::NAN, |l| l as f64);

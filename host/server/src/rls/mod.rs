@@ -23,6 +23,7 @@
 //! needs HTTP/2 with prior knowledge, which no browser speaks, so the HTTP API's
 //! DNS-rebinding guard has nothing to guard here.
 
+pub mod capped;
 pub mod request;
 pub mod response;
 
@@ -114,17 +115,22 @@ pub fn service(host: Arc<Host>) -> RateLimitServiceServer<RlsService> {
 
 /// Serves the rate-limit service on `listener` until `stopping` turns true, then stops
 /// accepting and lets open calls finish (Envoy's HTTP/2 connections are told to go away).
+/// At most `[grpc] max_connections` connections are open at once ([`capped`]), each with
+/// at most `[grpc] max_concurrent_streams` calls in flight.
 pub async fn serve(
     host: Arc<Host>,
     listener: TcpListener,
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let grpc = &host.config.grpc;
+    let streams = grpc.max_concurrent_streams;
+    let incoming = capped::incoming(listener, grpc.max_connections, host.telemetry.clone());
     let stop = async move {
         // A dropped sender also means stop.
         let _ = stopping.wait_for(|s| *s).await;
     };
     tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(streams))
         .add_service(service(host))
         .serve_with_incoming_shutdown(incoming, stop)
         .await
