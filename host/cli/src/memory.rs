@@ -28,9 +28,9 @@ pub struct SimArgs {
     /// A synthetic trace, e.g. zipf:alpha=1.0,objects=100000,requests=1000000,seed=42.
     #[arg(long)]
     pub synthetic: Option<String>,
-    /// Cache sizes, comma-separated: bytes (objects, for plain traces where every size is
-    /// 1) or percentages of the trace's footprint, e.g. `1%,5%,10%`. Several sizes make a
-    /// sweep: every policy at every size.
+    /// Cache sizes, comma-separated: bytes (objects for plain traces, where every size is
+    /// one) or percentages of the trace's footprint, e.g. `1%,5%,10%`. Several sizes make
+    /// a sweep: every policy at every size.
     #[arg(long, value_delimiter = ',', required = true)]
     pub cache_size: Vec<CacheSize>,
     /// Replays to run at once (default: the machine's cores). Each (size, policy) pair is

@@ -322,7 +322,10 @@ impl WasmEviction {
         let Active::Wasm { version, .. } = &self.active else {
             return Ok(Vec::new());
         };
-        let span = span::call_span(version.name(), PolicyKind::Eviction);
+        let span = match ask {
+            Ask::Victims { .. } => span::call_span(version.name(), PolicyKind::Eviction),
+            Ask::Run { .. } => span::run_span(version.name()),
+        };
         let res = self.call_wasm_timed(events, ask);
         span::outcome(&span, res.as_ref().err());
         res

@@ -273,7 +273,7 @@ pub(crate) fn eviction_conformance(
             };
             // A policy with victim runs gets every other request as a run, consumed as the
             // host does (from the front until `bytes` are freed), so both paths are checked.
-            let as_run = runs && rep.victim_requests % 2 == 0;
+            let as_run = runs && rep.victim_requests.is_multiple_of(2);
             let t = Instant::now();
             let got = if as_run {
                 v.next_victims(&mut inst, &batch, max)

@@ -48,6 +48,20 @@ pub(crate) fn call_span(policy: &str, kind: PolicyKind) -> Span {
     )
 }
 
+/// A span for one `eviction-run.next-victims` call (victim runs), like [`call_span`].
+pub(crate) fn run_span(policy: &str) -> Span {
+    tracing::debug_span!(
+        target: TARGET,
+        "policy call",
+        otel.name = "policy eviction-run.next-victims",
+        policy.name = policy,
+        policy.kind = PolicyKind::Eviction.as_str(),
+        policy.call = "next-victims",
+        policy.outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
 /// Records how the call ended: `ok`, `deadline` (interrupted at the policy's deadline) or
 /// `fault` (a trap, the memory cap, a malformed answer, or no instance).
 pub(crate) fn outcome(span: &Span, fault: Option<&Fault>) {
