@@ -358,7 +358,7 @@ impl Settings {
 }
 
 impl Tracing {
-    /// Exports what is still queued, waiting at most [`FLUSH_TIMEOUT`] (a collector that
+    /// Exports what is still queued, waiting at most `FLUSH_TIMEOUT` (5 s) (a collector that
     /// went away must not hold the daemon's exit). Call with the runtime still running.
     pub fn shutdown(self) {
         let (tx, rx) = std::sync::mpsc::channel();
