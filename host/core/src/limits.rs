@@ -80,3 +80,13 @@ mod tests {
         assert_eq!(truncate_reason("short".into()), "short");
     }
 }
+
+/// Whether `name` is a valid tenant name: 1 to [`MAX_NAME_LEN`] characters of
+/// `A-Z a-z 0-9 - _ .` (what every route and the ledger accept).
+pub fn is_tenant_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}

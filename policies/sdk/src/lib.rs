@@ -273,6 +273,11 @@ pub mod __private {
             $crate::__rmhost_export!($policy, $world, $world_macro, $crate::$kind, Adapter);
         };
         ($policy:ty, $world:ident, $world_macro:ident, $bound:path, $adapter:ident) => {
+            $crate::__rmhost_export!(@worlds $policy, $bound, $adapter, $world::$world_macro);
+        };
+        // One policy instance behind one or more worlds' exports (victim runs export the
+        // `eviction` world and the `eviction-run-only` world from the same instance).
+        (@worlds $policy:ty, $bound:path, $adapter:ident, $($world:ident :: $world_macro:ident),+) => {
             // Natively only check the type: the export symbols (`rmhost:policy/...#observe`)
             // are not valid in an ELF version script, and native builds are for tests.
             #[cfg(not(target_arch = "wasm32"))]
@@ -293,9 +298,9 @@ pub mod __private {
                     }
                 }
                 type __RmhostAdapter = $crate::__private::$adapter<__RmhostExport>;
-                $crate::__private::$world::$world_macro!(
+                $($crate::__private::$world::$world_macro!(
                     __RmhostAdapter with_types_in $crate::__private::$world
-                );
+                );)+
             };
         };
     }
@@ -316,30 +321,13 @@ macro_rules! export_eviction {
 #[macro_export]
 macro_rules! export_eviction_runs {
     ($policy:ty) => {
-        #[cfg(not(target_arch = "wasm32"))]
-        const _: fn() = || {
-            fn implements<T: $crate::StableOrder + Default>() {}
-            implements::<$policy>();
-        };
-        #[cfg(target_arch = "wasm32")]
-        const _: () = {
-            struct __RmhostExport;
-            impl $crate::__private::Export for __RmhostExport {
-                type Policy = $policy;
-                #[inline(always)]
-                fn slot() -> &'static $crate::__private::Slot<$policy> {
-                    static SLOT: $crate::__private::Slot<$policy> = $crate::__private::Slot::new();
-                    &SLOT
-                }
-            }
-            type __RmhostAdapter = $crate::__private::Adapter<__RmhostExport>;
-            $crate::__private::eviction::export_eviction_world!(
-                __RmhostAdapter with_types_in $crate::__private::eviction
-            );
-            $crate::__private::eviction_run::export_eviction_run_world!(
-                __RmhostAdapter with_types_in $crate::__private::eviction_run
-            );
-        };
+        $crate::__rmhost_export!(
+            @worlds $policy,
+            $crate::StableOrder,
+            Adapter,
+            eviction::export_eviction_world,
+            eviction_run::export_eviction_run_world
+        );
     };
 }
 

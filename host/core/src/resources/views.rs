@@ -159,12 +159,7 @@ fn kind_usage(kind: ResourceKind, t: Totals, limit: Option<u64>) -> KindUsage {
 }
 
 pub(crate) fn validate_tenant(tenant: &str) -> Result<(), ResourceError> {
-    let ok = !tenant.is_empty()
-        && tenant.len() <= crate::limits::MAX_NAME_LEN
-        && tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    if crate::limits::is_tenant_name(tenant) {
         Ok(())
     } else {
         Err(ResourceError::InvalidRequest {

@@ -10,12 +10,7 @@ use super::ApiError;
 /// that takes a tenant checks it first, so a malformed name is refused the same way
 /// everywhere, admin or not.
 pub fn valid_tenant(tenant: &str) -> Result<(), ApiError> {
-    let ok = !tenant.is_empty()
-        && tenant.len() <= rmhost_core::limits::MAX_NAME_LEN
-        && tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    if rmhost_core::limits::is_tenant_name(tenant) {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
