@@ -58,6 +58,16 @@ pub fn truncate_reason(text: String) -> String {
     format!("{}... ({total} bytes)", &text[..end])
 }
 
+/// Whether `name` is a valid tenant name: 1 to [`MAX_NAME_LEN`] characters of
+/// `A-Z a-z 0-9 - _ .` (what every route and the ledger accept).
+pub fn is_tenant_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,14 +89,4 @@ mod tests {
         assert!(r.ends_with("... (4000 bytes)"), "{r}");
         assert_eq!(truncate_reason("short".into()), "short");
     }
-}
-
-/// Whether `name` is a valid tenant name: 1 to [`MAX_NAME_LEN`] characters of
-/// `A-Z a-z 0-9 - _ .` (what every route and the ledger accept).
-pub fn is_tenant_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
