@@ -36,27 +36,27 @@ fn call(kind: PolicyKind) -> &'static str {
 /// A span for one call of `policy`'s `kind` export, started now and ended when dropped.
 /// The caller records the outcome with [`outcome`].
 pub(crate) fn call_span(policy: &str, kind: PolicyKind) -> Span {
-    tracing::debug_span!(
-        target: TARGET,
-        "policy call",
-        otel.name = call_name(kind),
-        policy.name = policy,
-        policy.kind = kind.as_str(),
-        policy.call = call(kind),
-        policy.outcome = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    )
+    span(policy, kind, call_name(kind), call(kind))
 }
 
 /// A span for one `eviction-run.next-victims` call (victim runs), like [`call_span`].
 pub(crate) fn run_span(policy: &str) -> Span {
+    span(
+        policy,
+        PolicyKind::Eviction,
+        "policy eviction-run.next-victims",
+        "next-victims",
+    )
+}
+
+fn span(policy: &str, kind: PolicyKind, otel_name: &'static str, call: &'static str) -> Span {
     tracing::debug_span!(
         target: TARGET,
         "policy call",
-        otel.name = "policy eviction-run.next-victims",
+        otel.name = otel_name,
         policy.name = policy,
-        policy.kind = PolicyKind::Eviction.as_str(),
-        policy.call = "next-victims",
+        policy.kind = kind.as_str(),
+        policy.call = call,
         policy.outcome = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     )

@@ -144,8 +144,6 @@ pub(crate) struct PolicyCore {
     pub bytes: u64,
     pub live: u64,
     pub counters: CoreCounters,
-    /// Scratch for the ids of the current answer (dedup) without allocating per call.
-    seen: Vec<u32>,
     /// The policy's next victims, when it offers runs.
     run: VictimRun,
 }
@@ -174,7 +172,6 @@ impl PolicyCore {
             bytes: 0,
             live: 0,
             counters: CoreCounters::default(),
-            seen: Vec::new(),
             run: VictimRun::default(),
         }
     }
@@ -363,7 +360,6 @@ impl PolicyCore {
         }
         victims.reserve(answer.len());
         let mut freed = 0u64;
-        self.seen.clear();
         for &raw in answer.iter().take(max_count as usize) {
             let Ok(id) = u32::try_from(raw) else {
                 self.counters.ignored_victims += 1;

@@ -27,8 +27,13 @@ fn sized_trace(seed: u64) -> Trace {
             }
         })
         .collect();
+    with_sizes(&z, &sizes)
+}
+
+/// `trace` with each request's size looked up by its object id (ids index `sizes`).
+pub(super) fn with_sizes(trace: &Trace, sizes: &[u64]) -> Trace {
     Trace {
-        requests: z
+        requests: trace
             .requests
             .iter()
             .map(|r| Request {

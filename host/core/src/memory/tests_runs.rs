@@ -49,16 +49,7 @@ fn sized(seed: u64) -> Trace {
     .unwrap();
     let mut rng = SplitMix64(seed);
     let sizes: Vec<u64> = (0..=3000).map(|_| 1 + rng.next_u64() % 300).collect();
-    Trace {
-        requests: z
-            .requests
-            .iter()
-            .map(|r| Request {
-                size: sizes[r.id as usize],
-                ..*r
-            })
-            .collect(),
-    }
+    super::tests_policies::with_sizes(&z, &sizes)
 }
 
 #[test]

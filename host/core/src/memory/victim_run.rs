@@ -13,9 +13,10 @@
 use super::core::Slot;
 use std::collections::VecDeque;
 
-/// The longest run asked for. Longer runs save calls while nothing touches them; but a
-/// hit on any run entry throws the rest away, and the guest builds the whole answer each
-/// time, so a few dozen is the sweet spot (docs/measurements.md).
+/// The shortest run asked for (an eviction that likely needs more asks for more). Longer
+/// runs save calls while nothing touches them, but a hit on any run entry throws the rest
+/// away and the guest builds the whole answer each time. 64 is a reasoned default, not a
+/// tuned one: other lengths were not measured.
 pub(crate) const RUN_MAX: u32 = 64;
 
 /// The current run: ids in eviction order, each marked `in_run` in its slot.
